@@ -1,0 +1,8 @@
+"""Hydra config schemas. Importing this package registers every schema in the ConfigStore."""
+
+from pathlib import Path
+
+#: Absolute path of the project's ``configs/`` directory.
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+from replearn.conf import train  # noqa: E402,F401  (registers on import)

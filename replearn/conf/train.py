@@ -1,0 +1,112 @@
+"""Structured schemas for the train config and its groups (model, data, optim, trainer).
+
+Types are checked by OmegaConf at composition (``depth=three`` fails there);
+ranges and choices are checked by :func:`replearn.conf.validate.validate_train`
+before any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import II, MISSING
+
+
+@dataclass
+class MLPConfig:
+    name: str = "mlp"
+    depth: int = II("depth")
+    width: int = 256
+    activation: str = "relu"
+    norm: str = "none"
+    residual: bool = False
+    init: str = "he"
+
+
+@dataclass
+class CNNConfig:
+    name: str = "cnn"
+    depth: int = II("depth")
+    channels: int = 32
+    max_channels: int = 128
+    activation: str = "relu"
+    norm: str = "batchnorm"
+    residual: bool = False
+    init: str = "he"
+
+
+@dataclass
+class DataConfig:
+    name: str = "mnist"
+    # torchvision layout under root: <root>/MNIST/raw/*-ubyte[.gz]
+    root: str = "${oc.env:REPLEARN_DATA_DIR,./data}"
+    download: bool = True
+    val_size: int = 5000
+    # The validation split is drawn with its own seed so every run of a sweep holds out the same images.
+    split_seed: int = 0
+    # Only used by data=synthetic.
+    num_train: int = 0
+    num_test: int = 0
+
+
+@dataclass
+class AdamConfig:
+    name: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+
+
+@dataclass
+class SGDConfig:
+    name: str = "sgd"
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    nesterov: bool = True
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 8
+    batch_size: int = 128
+    eval_batch_size: int = 2000
+    schedule: str = "onecycle"
+    warmup_fraction: float = 0.15
+    label_smoothing: float = 0.0
+    # A run dir or a checkpoint.pt to continue from.
+    resume: Optional[str] = None
+    # Re-run even if the output dir already holds a finished run.
+    force: bool = False
+    progress: bool = True
+    # Torch CPU threads per run; 0 keeps torch's default. Sweeps with parallel jobs set 1.
+    threads: int = 0
+
+
+@dataclass
+class TrainConfig:
+    model: Any = MISSING
+    data: Any = MISSING
+    optim: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    analysis: Any = None
+    depth: int = 3
+    seed: int = 0
+    device: str = "auto"
+
+
+def register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(group="model", name="mlp_schema", node=MLPConfig)
+    cs.store(group="model", name="cnn_schema", node=CNNConfig)
+    cs.store(group="data", name="data_schema", node=DataConfig)
+    cs.store(group="optim", name="adam_schema", node=AdamConfig)
+    cs.store(group="optim", name="sgd_schema", node=SGDConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+
+
+register()
