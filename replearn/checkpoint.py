@@ -24,6 +24,10 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(state, handle)
+        # mkstemp creates 0600; give the checkpoint the usual permissions for a new file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

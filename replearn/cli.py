@@ -32,9 +32,10 @@ _INFO_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--in
 
 def _validators() -> dict[str, Callable[[DictConfig], None]]:
     if "train" not in VALIDATORS:
-        from replearn.conf.validate import validate_train
+        from replearn.conf.validate import validate_bench, validate_train
 
         VALIDATORS["train"] = validate_train
+        VALIDATORS.setdefault("bench", validate_bench)
     return VALIDATORS
 
 

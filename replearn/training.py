@@ -234,7 +234,7 @@ def _train_epoch(cfg, model, optimizer, scheduler, train_x, splits, shuffle_gen,
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.trainer.label_smoothing)
         if step % check_every == 0 and not torch.isfinite(loss):
             raise Diverged(
-                f"loss became {float(loss)} at epoch {epoch}, step {step + 1}; the last good checkpoint is kept: "
+                f"loss became {float(loss.detach())} at epoch {epoch}, step {step + 1}; the last good checkpoint is kept: "
                 f"lower the learning rate (optim.lr={cfg.optim.lr}) or add normalization (model.norm=batchnorm)"
             )
         optimizer.zero_grad(set_to_none=True)

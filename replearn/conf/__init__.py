@@ -6,3 +6,4 @@ from pathlib import Path
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 from replearn.conf import train  # noqa: E402,F401  (registers on import)
+from replearn.conf import bench  # noqa: E402,F401

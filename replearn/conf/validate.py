@@ -72,3 +72,11 @@ def validate_train(cfg: DictConfig) -> None:
     device = str(cfg.device)
     if device != "auto" and not (device == "cpu" or device.startswith("cuda")):
         _fail("device", device, "use auto, cpu, cuda or cuda:N")
+
+
+def validate_bench(cfg: DictConfig) -> None:
+    """The train checks plus the benchmark's own keys."""
+    validate_train(cfg)
+    _choice(cfg, "suite", ("train", "viz", "analysis"))
+    _at_least(cfg, "repeats", 1)
+    _at_least(cfg, "baseline_batch_size", 1)

@@ -1,0 +1,145 @@
+"""Training-loop benchmark: replearn's loop vs the pytorch/examples MNIST pipeline, in one process.
+
+(a) replearn: uint8 tensors normalized once, batches indexed from a seeded randperm.
+(b) pytorch/examples: torchvision.datasets.MNIST + ToTensor + Normalize + DataLoader(batch_size=64),
+    i.e. a PIL image and two transforms per sample.
+Both train the same architecture with the same optimizer for one epoch. The achieved GFLOP/s of (a)
+is compared with a torch.matmul probe run in the same process.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch.utils.flop_counter import FlopCounterMode
+
+from replearn.data import DATASETS, FILES, load_splits
+from replearn.device import resolve_device, seed_everything
+from replearn.models import build_model
+from replearn.training import _train_epoch, build_optimizer, model_kwargs
+
+TARGET_RATIO = 8.0
+TARGET_MATMUL_FRACTION = 0.75
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """Median float32 GFLOP/s of a square matmul on this machine."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        rates.append(2 * size**3 / (time.perf_counter() - start) / 1e9)
+    return statistics.median(rates)
+
+
+def train_flops_per_sample(model: torch.nn.Module, batch: int = 64) -> float:
+    """Forward + backward FLOPs per sample, counted by torch's FlopCounterMode."""
+    x = torch.randn(batch, *model.input_shape)
+    y = torch.randint(0, 10, (batch,))
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), y).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / batch
+
+
+def replearn_epoch(cfg: DictConfig) -> tuple[float, int]:
+    """Seconds and samples of one epoch of replearn's own training loop."""
+    device = resolve_device(cfg.device)
+    shuffle_gen = seed_everything(cfg.seed)
+    splits = load_splits(cfg.data).to(device)
+    model = build_model(**model_kwargs(cfg.model)).to(device)
+    optimizer = build_optimizer(cfg.optim, model.parameters())
+    train_x = splits.normalize(splits.train_x)
+    start = time.perf_counter()
+    row = _train_epoch(cfg, model, optimizer, None, train_x, splits, shuffle_gen, device, 1, {})
+    return time.perf_counter() - start, round(row["samples_per_s"] * row["epoch_seconds"])
+
+
+def _torchvision_root(cfg: DictConfig) -> tuple[Path, Path | None]:
+    """A root torchvision.datasets.MNIST can read; decompress .gz copies into a temp dir if needed.
+
+    The data root itself is never written to (it may be read-only).
+    """
+    folder = DATASETS[cfg.data.name][0]
+    raw = Path(cfg.data.root) / folder / "raw"
+    if all((raw / stem).is_file() for stem in FILES.values()):
+        return Path(cfg.data.root), None
+    tmp = Path(tempfile.mkdtemp(prefix="replearn-bench-"))
+    (tmp / folder / "raw").mkdir(parents=True)
+    for stem in FILES.values():
+        with gzip.open(raw / f"{stem}.gz", "rb") as src, open(tmp / folder / "raw" / stem, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    return tmp, tmp
+
+
+def examples_epoch(cfg: DictConfig) -> tuple[float, int]:
+    """Seconds and samples of one epoch of the pytorch/examples-style pipeline."""
+    import torchvision.datasets as tvd
+    from torchvision import transforms
+
+    root, cleanup = _torchvision_root(cfg)
+    try:
+        _, mean, std, _ = DATASETS[cfg.data.name]
+        transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
+        dataset = getattr(tvd, DATASETS[cfg.data.name][0])(str(root), train=True, download=False, transform=transform)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.baseline_batch_size, shuffle=True)
+        seed_everything(cfg.seed)
+        model = build_model(**model_kwargs(cfg.model))
+        optimizer = build_optimizer(cfg.optim, model.parameters())
+        model.train()
+        samples, start = 0, time.perf_counter()
+        for x, y in loader:
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            samples += len(x)
+        return time.perf_counter() - start, samples
+    finally:
+        if cleanup is not None:
+            shutil.rmtree(cleanup, ignore_errors=True)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Measure both loops and the matmul probe; return the figures."""
+    if cfg.trainer.threads > 0:
+        torch.set_num_threads(cfg.trainer.threads)
+    matmul = matmul_gflops(cfg.matmul_size)
+    model = build_model(**model_kwargs(cfg.model))
+    flops = train_flops_per_sample(model)
+    ours = [replearn_epoch(cfg) for _ in range(cfg.repeats)]
+    ours_seconds = statistics.median(s for s, _ in ours)
+    ours_rate = ours[0][1] / ours_seconds
+    base_seconds, base_samples = examples_epoch(cfg)
+    base_rate = base_samples / base_seconds
+    achieved = flops * ours_rate / 1e9
+    matmul_after = matmul_gflops(cfg.matmul_size)
+    matmul_rate = max(matmul, matmul_after)
+    return {
+        "model": f"{cfg.model.name} depth={cfg.model.depth}",
+        "threads": torch.get_num_threads(),
+        "replearn_batch_size": cfg.trainer.batch_size,
+        "replearn_epoch_seconds_median": ours_seconds,
+        "replearn_samples_per_s": ours_rate,
+        "examples_epoch_seconds": base_seconds,
+        "examples_samples_per_s": base_rate,
+        "speedup": ours_rate / base_rate,
+        "train_gflop_per_sample": flops / 1e9,
+        "replearn_gflops": achieved,
+        "matmul_gflops": matmul_rate,
+        "fraction_of_matmul": achieved / matmul_rate,
+        "target_speedup": TARGET_RATIO,
+        "target_fraction_of_matmul": TARGET_MATMUL_FRACTION,
+        "speedup_ok": ours_rate / base_rate >= TARGET_RATIO,
+        "fraction_ok": achieved / matmul_rate >= TARGET_MATMUL_FRACTION,
+    }

@@ -1,0 +1,18 @@
+"""Benchmarks: python scripts/bench.py [suite=train|viz|analysis] (see configs/bench.yaml)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from replearn.cli import check_cli, hydra_output_dir, report_errors
+from replearn.bench.report import run_suite
+
+
+@hydra.main(config_path="../configs", config_name="bench", version_base="1.3")
+@report_errors
+def main(cfg: DictConfig) -> None:
+    run_suite(cfg, output_dir=hydra_output_dir())
+
+
+if __name__ == "__main__":
+    check_cli("bench")
+    main()
