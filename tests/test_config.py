@@ -32,6 +32,15 @@ def test_every_group_option_composes_and_instantiates(compose_cfg, model, data, 
     assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_trainer_defaults_follow_the_model_and_can_be_overridden(compose_cfg, model):
+    cfg = compose_cfg("train", [f"model={model}"])
+    expected = compose_cfg("train", [f"model={model}", f"trainer={model}"])
+    assert cfg.trainer == expected.trainer
+    other = "cnn" if model == "mlp" else "mlp"
+    assert compose_cfg("train", [f"model={model}", f"trainer={other}"]).trainer.batch_size != cfg.trainer.batch_size
+
+
 @pytest.mark.parametrize("overrides", [["depth=5"], ["model=cnn", "depth=4"], ["data=fashion_mnist", "depth=3"]])
 def test_documented_commands_compose(overrides):
     check_config("train", overrides)
