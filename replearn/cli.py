@@ -33,9 +33,11 @@ _INFO_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--in
 def _validators() -> dict[str, Callable[[DictConfig], None]]:
     if "train" not in VALIDATORS:
         from replearn.conf.validate import validate_bench, validate_train
+        from replearn.conf.visualize import validate_visualize
 
         VALIDATORS["train"] = validate_train
         VALIDATORS.setdefault("bench", validate_bench)
+        VALIDATORS.setdefault("visualize", validate_visualize)
     return VALIDATORS
 
 

@@ -7,3 +7,6 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 from replearn.conf import train  # noqa: E402,F401  (registers on import)
 from replearn.conf import bench  # noqa: E402,F401
+from replearn.conf import trace  # noqa: E402,F401
+from replearn.conf import analysis  # noqa: E402,F401
+from replearn.conf import visualize  # noqa: E402,F401

@@ -1,0 +1,60 @@
+"""Schema and checks for ``scripts/visualize.py`` (configs/visualize.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+from replearn.errors import ReplearnError
+
+EMBEDDINGS = ("pca", "tsne")
+
+
+@dataclass
+class VisualizeConfig:
+    # A run folder written by scripts/train.py, or "latest" (newest run with a checkpoint under root).
+    run: str = MISSING
+    root: str = "outputs"
+    # "all" (every hidden block and the head) or a list of layer names, e.g. [blocks.0,head].
+    layers: Any = "all"
+    # At most this many units/channels per layer in the grids (the head always shows every class).
+    units: int = 16
+    k: int = 9
+    # Gradient-ascent steps for activation maximization.
+    steps: int = 256
+    seed: int = 0
+    embedding: str = "pca"
+    embedding_samples: int = 2000
+    # Test inputs whose feature maps are drawn.
+    num_inputs: int = 4
+    # Act-max in a decorrelated Fourier basis instead of pixels.
+    fourier: bool = False
+    device: str = "auto"
+    progress: bool = True
+
+
+def validate_visualize(cfg: DictConfig) -> None:
+    """Raise ReplearnError (one line naming the key and the fix) on a bad visualize config."""
+    if OmegaConf.is_missing(cfg, "run") or not str(cfg.run):
+        raise ReplearnError("run is missing: pass run=<run dir> (a folder written by scripts/train.py) or run=latest")
+    for key, minimum in (("units", 1), ("k", 1), ("steps", 1), ("embedding_samples", 3), ("num_inputs", 1)):
+        value = cfg[key]
+        if value < minimum:
+            raise ReplearnError(f"{key}={value!r} is invalid: must be an integer >= {minimum}")
+    if cfg.embedding not in EMBEDDINGS:
+        raise ReplearnError(f"embedding={cfg.embedding!r} is invalid: choose one of {', '.join(EMBEDDINGS)}")
+    layers = cfg.layers
+    if isinstance(layers, (list, ListConfig)):
+        if not layers or not all(isinstance(name, str) for name in layers):
+            raise ReplearnError(f"layers={list(layers)!r} is invalid: use all or a non-empty list of layer names like [blocks.0,head]")
+    elif layers != "all":
+        raise ReplearnError(f"layers={layers!r} is invalid: use all or a list of layer names like [blocks.0,head]")
+    device = str(cfg.device)
+    if device != "auto" and not (device == "cpu" or device.startswith("cuda")):
+        raise ReplearnError(f"device={device!r} is invalid: use auto, cpu, cuda or cuda:N")
+
+
+ConfigStore.instance().store(name="visualize_schema", node=VisualizeConfig)

@@ -1,0 +1,248 @@
+"""Every figure for every layer of a trained run, plus an index.html that groups them by layer."""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from replearn.errors import ReplearnError
+from replearn.viz import (
+    PageFigure, PageSection, embed_2d, first_layer_weights, plot_actmax, plot_activation_heatmap,
+    plot_embedding, plot_embeddings_by_layer, plot_feature_maps_batch, plot_first_layer, plot_top_k, write_page,
+)
+from replearn.viz.grid import DPI
+
+
+@dataclass
+class VizOptions:
+    """What to draw; mirrors the fields of :class:`replearn.conf.visualize.VisualizeConfig`."""
+
+    layers: str | Sequence[str] = "all"
+    units: int = 16
+    k: int = 9
+    steps: int = 256
+    seed: int = 0
+    embedding: str = "pca"
+    embedding_samples: int = 2000
+    num_inputs: int = 4
+    fourier: bool = False
+    progress: bool = True
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> "VizOptions":
+        layers = cfg.layers
+        layers = list(layers) if isinstance(layers, (list, ListConfig)) else str(layers)
+        return cls(layers=layers, units=cfg.units, k=cfg.k, steps=cfg.steps, seed=cfg.seed, embedding=cfg.embedding,
+                   embedding_samples=cfg.embedding_samples, num_inputs=cfg.num_inputs, fourier=cfg.fourier,
+                   progress=cfg.progress)
+
+
+def visualize_run(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> Path:
+    """Load the run named by ``cfg.run`` (a folder or ``latest``) and draw everything; returns index.html.
+
+    Figures go to ``output_dir`` if given, else ``<run dir>/viz/``.
+    """
+    from replearn.conf.visualize import validate_visualize
+    from replearn.device import resolve_device
+    from replearn.runs import load_run, resolve_run_dir
+
+    validate_visualize(cfg)
+    run_dir = resolve_run_dir(cfg.run, root=cfg.root)
+    device = resolve_device(cfg.device)
+    loaded = load_run(run_dir, device=device)
+    splits = loaded.splits()
+    out = Path(output_dir) if output_dir is not None else run_dir / "viz"
+    meta = [f"run: {run_dir}", f"model: {OmegaConf.to_yaml(loaded.cfg.model).strip().replace(chr(10), ', ')}"]
+    final = run_dir / "final.json"
+    if final.is_file():
+        try:
+            summary = json.loads(final.read_text())
+            meta.append(f"status: {summary.get('status')}, test accuracy: {summary.get('test_acc')}")
+        except (OSError, ValueError):
+            pass  # the page is still useful without the summary line
+    page = render_all(loaded.model, splits, out, VizOptions.from_cfg(cfg), device=device,
+                      title=f"replearn: {run_dir.name}", meta=meta)
+    print(f"wrote {page.read_text().count('<img ')} figures and {page}")
+    return page
+
+
+def select_layers(model: torch.nn.Module, layers: str | Sequence[str]) -> list[str]:
+    """``all`` -> every hidden block and the head; a list is checked against the model's names."""
+    valid = model.layer_names()
+    if isinstance(layers, str):
+        if layers != "all":
+            layers = [layers]
+        else:
+            return valid
+    unknown = [name for name in layers if name not in valid]
+    if unknown:
+        raise ReplearnError(f"layers={list(layers)} has unknown {', '.join(unknown)}: choose from all, {', '.join(valid)}")
+    return [name for name in valid if name in layers]  # forward order
+
+
+def pick_inputs(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """``count`` test indices, seeded, cycling through the classes so the inputs differ in class."""
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    chosen: list[int] = []
+    classes = labels[order].unique().tolist()
+    for i in range(min(count, len(labels))):
+        wanted = classes[i % len(classes)]
+        for idx in order.tolist():
+            if int(labels[idx]) == wanted and idx not in chosen:
+                chosen.append(idx)
+                break
+    return torch.tensor(chosen, dtype=torch.long)
+
+
+@contextmanager
+def single_thread():
+    """Run torch on one CPU thread inside the block (restored after).
+
+    Act-max steps a batch of ~16 images: so little work per op that a second thread only adds
+    synchronisation; on a busy 2-core machine 2 threads measured 15-50x slower than 1.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _file(layer: str, kind: str) -> str:
+    return f"{layer.replace('.', '-')}_{kind}.png"
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def render_all(
+    model: torch.nn.Module,
+    splits: Any,
+    out_dir: str | os.PathLike,
+    options: VizOptions | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    title: str = "replearn visualizations",
+    meta: Sequence[str] = (),
+) -> Path:
+    """Draw every figure for the chosen layers of ``model`` on ``splits.test_x`` and write index.html.
+
+    ``splits`` needs uint8 ``test_x`` (N, 1, 28, 28), ``test_y`` (N,), ``classes`` and ``normalize``.
+    """
+    from replearn.actmax import maximize_activations
+    from replearn.recording import capture_activations
+    from replearn.topk import crop_receptive_fields, top_k_for_layer
+
+    opts = options or VizOptions()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    model = model.to(device).eval()
+    layers = select_layers(model, opts.layers)
+    images, labels = splits.test_x.cpu(), splits.test_y.cpu()
+    classes = list(getattr(splits, "classes", [str(c) for c in range(int(labels.max()) + 1)]))
+    if len(images) < 3:
+        raise ReplearnError(f"the test split has {len(images)} images; visualizing needs at least 3")
+
+    inputs_idx = pick_inputs(labels, opts.num_inputs, opts.seed)
+    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(opts.seed))
+    embed_idx = perm[: min(opts.embedding_samples, len(images))].sort().values
+    captions = [f"test #{int(i)} ({classes[int(labels[i])]})" for i in inputs_idx]
+    feats = capture_activations(model, images[inputs_idx], layers=layers, normalize=splits.normalize, device=device)
+    embed_acts = capture_activations(model, images[embed_idx], layers=layers, normalize=splits.normalize,
+                                     device=device)
+    embed_labels = labels[embed_idx]
+
+    sections: list[PageSection] = []
+    overview: dict[str, Any] = {"input (pixels)": embed_2d(images[embed_idx].float(), opts.embedding, opts.seed)}
+    hidden = model.hidden_layers()
+    what = "filters" if hasattr(model.blocks[0], "conv") else "units"
+    for layer in tqdm(layers, desc="layers", disable=not opts.progress):
+        act = feats[layer].cpu()  # (N, U) or (N, C, H, W)
+        n_units = act.shape[1]
+        is_head = layer == "head"
+        is_conv = act.dim() == 4
+        units = list(range(n_units)) if is_head else list(range(min(opts.units, n_units)))
+        names = [classes[u] if u < len(classes) else str(u) for u in units] if is_head else None
+        kind = "channel" if is_conv else ("class logit" if is_head else "unit")
+        if is_head:
+            heading = "head (class logits)"
+        else:
+            heading = f"{layer} (hidden layer {hidden.index(layer) + 1} of {len(hidden)})"
+        section = PageSection(heading, f"{n_units} {kind}s; grids show {kind}s {units[0]}-{units[-1]}.")
+
+        def add(name: str, fig, caption: str, section: PageSection = section) -> None:
+            section.figures.append(PageFigure(_save(fig, out / name), caption))
+
+
+        if layer == hidden[0]:
+            weights = first_layer_weights(model)
+            shown = list(range(min(opts.units, len(weights))))
+            add("first_layer_weights.png", plot_first_layer(weights, units=shown),
+                f"First-layer {what} as images of their input weights (red positive, blue negative, one scale "
+                "centred at 0): the pixel pattern each one adds up.")
+        if is_conv:
+            add(_file(layer, "feature_maps"),
+                plot_feature_maps_batch(act[:, units], images[inputs_idx], channels=units, captions=captions,
+                                        title=f"{layer} feature maps"),
+                f"Feature maps: channels {units[0]}-{units[-1]} of {layer} for {len(inputs_idx)} test inputs "
+                "(one shared colour scale), so you can see where in the image each channel fires.")
+        else:
+            add(_file(layer, "activations"),
+                plot_activation_heatmap(act, row_labels=captions, unit_labels=names,
+                                        title=f"{layer} activations ({n_units} {kind}s)"),
+                f"Activations of all {n_units} {kind}s of {layer} (columns) for {len(inputs_idx)} test inputs "
+                "(rows): how sparse and how input-specific the code is.")
+
+        top = top_k_for_layer(model, layer, images, k=min(opts.k, len(images)), normalize=splits.normalize,
+                              units=units)
+        if top.positions is not None:
+            examples = crop_receptive_fields(images, top, model, layer)
+            crop_note = "crops of the receptive field around each maximum"
+        else:
+            examples = images[top.indices]  # (U, k, 1, 28, 28)
+            crop_note = "whole images"
+        add(_file(layer, "topk"),
+            plot_top_k(examples.float(), units=units, values=top.values, unit_names=names,
+                       title=f"{layer}: top-{top.indices.shape[1]} test images per {kind}"),
+            f"The {top.indices.shape[1]} test images that most activate each {kind} ({crop_note}); "
+            "label: index and largest activation.")
+
+        with single_thread() if device.type == "cpu" else nullcontext():
+            result = maximize_activations(model, layer, units=units, steps=opts.steps, seed=opts.seed,
+                                          param="fourier" if opts.fourier else "pixel", progress=opts.progress,
+                                          mean=float(splits.mean), std=float(splits.std))
+        add(_file(layer, "actmax"),
+            plot_actmax(result.images.cpu(), units=units, unit_names=names, objective=result.objective_end,
+                        title=f"{layer}: activation maximization"),
+            f"Inputs optimized by gradient ascent ({opts.steps} steps, seed {opts.seed}) to maximize each {kind}; "
+            "each image has its own grey scale; label: index and final activation.")
+
+        points = embed_2d(embed_acts[layer], opts.embedding, opts.seed)
+        overview[layer] = points
+        add(_file(layer, "embedding"),
+            plot_embedding(points, embed_labels, classes=classes, title=f"{layer}: {opts.embedding.upper()}"),
+            f"{opts.embedding.upper()} of {len(embed_idx)} test representations at {layer}, coloured by class: "
+            "how separated the classes are at this depth.")
+        sections.append(section)
+
+    overview_fig = plot_embeddings_by_layer(overview, embed_labels, classes=classes,
+                                            title=f"{opts.embedding.upper()} of test representations, layer by layer")
+    sections.insert(0, PageSection("Overview", "Class structure from the pixels to the logits.", [
+        PageFigure(_save(overview_fig, out / "embedding_overview.png"),
+                   f"{opts.embedding.upper()} of the same {len(embed_idx)} test images at the input and at every "
+                   "selected layer, coloured by class.")]))
+    settings = (f"layers: {', '.join(layers)}; units per layer: {opts.units}; k: {opts.k}; act-max steps: "
+                f"{opts.steps}{' (Fourier)' if opts.fourier else ''}; seed: {opts.seed}; embedding: {opts.embedding}")
+    return write_page(sections, out / "index.html", title=title, meta=[*meta, settings])

@@ -1,0 +1,211 @@
+"""Plot functions render headless to PNG files; grids, scales, embeddings and the page builder behave."""
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from matplotlib.image import imread
+
+from replearn.errors import ReplearnError
+from replearn.models import CNN, MLP
+from replearn.viz import (
+    PageFigure, PageSection, block_grid, embed_2d, first_layer_weights, image_grid, plot_actmax,
+    plot_activation_heatmap, plot_embedding, plot_embeddings_by_layer, plot_feature_maps, plot_feature_maps_batch,
+    plot_first_layer, plot_top_k, write_page,
+)
+from replearn.viz.grid import DPI, rescale_each, short_number, tile
+
+
+def _saved_png(fig: Figure, path) -> np.ndarray:
+    """Save headless, read the file back, check its pixel size matches the figure's."""
+    assert isinstance(fig, Figure)
+    fig.savefig(path, dpi=DPI)
+    pixels = imread(path)
+    width, height = fig.get_size_inches() * DPI
+    assert abs(pixels.shape[1] - width) <= 2 and abs(pixels.shape[0] - height) <= 2
+    # Not a blank canvas: something was drawn.
+    assert pixels[..., :3].std() > 0.01
+    return pixels
+
+
+def test_tile_places_images_row_major_with_nan_gaps():
+    images = np.arange(5 * 2 * 3, dtype=float).reshape(5, 2, 3)  # (N, H, W)
+    mosaic = tile(images, ncols=2, pad=1, pad_y=2)
+    assert mosaic.shape == (3 * 2 + 2 * 2, 2 * 3 + 1)
+    np.testing.assert_array_equal(mosaic[0:2, 0:3], images[0])
+    np.testing.assert_array_equal(mosaic[0:2, 4:7], images[1])
+    np.testing.assert_array_equal(mosaic[4:6, 0:3], images[2])
+    np.testing.assert_array_equal(mosaic[8:10, 0:3], images[4])
+    assert np.isnan(mosaic[2:4]).all() and np.isnan(mosaic[:, 3]).all()
+    assert np.isnan(mosaic[8:10, 4:7]).all()  # the empty sixth cell
+
+
+def test_rescale_each_stretches_every_image_to_unit_range():
+    images = np.stack([np.linspace(-3, 5, 16).reshape(4, 4), np.linspace(10, 11, 16).reshape(4, 4), np.ones((4, 4))])
+    out = rescale_each(images)
+    np.testing.assert_allclose(out[:2].min(axis=(1, 2)), 0.0)
+    np.testing.assert_allclose(out[:2].max(axis=(1, 2)), 1.0)
+    np.testing.assert_allclose(out[2], 0.5)
+
+
+def test_image_grid_scales(tmp_path):
+    images = torch.randn(6, 1, 8, 8) * 3 + 1
+    sym = image_grid(images, scale="symmetric", labels=[str(i) for i in range(6)], title="sym", colorbar=True)
+    lo, hi = sym.axes[0].images[0].get_clim()
+    assert lo == pytest.approx(-hi) and hi == pytest.approx(float(images.abs().max()))
+    assert sym.axes[0].images[0].get_cmap().name.startswith("RdBu_r")
+    _saved_png(sym, tmp_path / "sym.png")
+    shared = image_grid(images, scale="shared")
+    assert shared.axes[0].images[0].get_clim() == pytest.approx((float(images.min()), float(images.max())))
+    fixed = image_grid(images, limits=(-1.0, 2.0))
+    assert fixed.axes[0].images[0].get_clim() == (-1.0, 2.0)
+
+
+def test_image_grid_draws_into_given_ax():
+    fig = Figure()
+    ax = fig.add_subplot(1, 2, 2)
+    assert image_grid(torch.rand(4, 5, 5), ax=ax) is fig
+    assert len(ax.images) == 1
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"scale": "log"}, "scale"),
+    ({"labels": ["a"]}, "labels"),
+])
+def test_image_grid_rejects_bad_input(kwargs, match):
+    with pytest.raises(ReplearnError, match=match):
+        image_grid(torch.rand(3, 1, 4, 4), **kwargs)
+
+
+def test_image_grid_rejects_multichannel():
+    with pytest.raises(ReplearnError, match="single-channel"):
+        image_grid(torch.rand(3, 3, 4, 4))
+
+
+def test_first_layer_weights_are_the_layer_parameters():
+    mlp, cnn = MLP(depth=2, width=12), CNN(depth=2, channels=6, max_channels=12)
+    w = first_layer_weights(mlp)
+    assert w.shape == (12, 1, 28, 28)
+    torch.testing.assert_close(w.reshape(12, -1), mlp.blocks[0].linear.weight.detach())
+    f = first_layer_weights(cnn)
+    assert f.shape == (6, 1, 3, 3)
+    torch.testing.assert_close(f, cnn.blocks[0].conv.weight.detach())
+
+
+def test_first_layer_plots_render(tmp_path):
+    mlp, cnn = MLP(depth=1, width=10), CNN(depth=1, channels=8, max_channels=8)
+    fig = plot_first_layer(first_layer_weights(mlp), units=[0, 3, 5])
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["0", "3", "5"]
+    lo, hi = fig.axes[0].images[0].get_clim()
+    assert lo == pytest.approx(-hi)  # diverging scale centred at 0
+    _saved_png(fig, tmp_path / "mlp.png")
+    _saved_png(plot_first_layer(first_layer_weights(cnn)), tmp_path / "cnn.png")
+
+
+def test_feature_map_plots_render(tmp_path):
+    cnn = CNN(depth=2, channels=6, max_channels=12)
+    x = torch.randn(3, 1, 28, 28)
+    maps = cnn.blocks[0](x).detach()  # (3, 6, 14, 14)
+    fig = plot_feature_maps_batch(maps, x, captions=["a", "b", "c"], title="blocks.0")
+    # One shared colour range over every input's channels.
+    clims = {ax.images[0].get_clim() for ax in fig.axes if ax.images and len(ax.texts) == 6}
+    assert len(clims) == 1
+    _saved_png(fig, tmp_path / "batch.png")
+    _saved_png(plot_feature_maps(maps[0], image=x[0], channels=[1, 4]), tmp_path / "one.png")
+    _saved_png(plot_feature_maps(maps[0] - 1.0), tmp_path / "signed.png")
+
+
+def test_activation_heatmap_renders(tmp_path):
+    acts = torch.relu(torch.randn(4, 50))
+    fig = plot_activation_heatmap(acts, row_labels=list("abcd"), title="blocks.1")
+    assert fig.axes[0].images[0].get_array().shape == (4, 50)
+    _saved_png(fig, tmp_path / "hm.png")
+    logits = torch.randn(4, 10)
+    fig = plot_activation_heatmap(logits, unit_labels=[str(c) for c in range(10)])
+    lo, hi = fig.axes[0].images[0].get_clim()
+    assert lo == pytest.approx(-hi)  # signed values get a diverging scale
+    _saved_png(fig, tmp_path / "logits.png")
+    with pytest.raises(ReplearnError, match="(N, U)"):
+        plot_activation_heatmap(torch.rand(2, 3, 4))
+
+
+def test_top_k_and_block_grid(tmp_path):
+    crops = torch.randint(0, 256, (5, 9, 1, 7, 7)).float()
+    values = torch.rand(5, 9).sort(dim=1, descending=True).values
+    fig = plot_top_k(crops, units=[2, 4, 6, 8, 10], values=values, title="top")
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    assert labels[0].startswith("2: ") and labels[-1].startswith("10: ") and len(labels) == 5
+    _saved_png(fig, tmp_path / "topk.png")
+    mosaic = fig.axes[0].images[0].get_array()
+    # Every one of the 5 * 9 crops is in the mosaic: count pixels that are not gap.
+    assert int((~np.ma.getmaskarray(mosaic)).sum()) == 5 * 9 * 49
+    _saved_png(plot_top_k(torch.rand(3, 4, 1, 28, 28), unit_names=["0", "1", "2"]), tmp_path / "full.png")
+    with pytest.raises(ReplearnError, match="unit indices"):
+        plot_top_k(crops, units=[1])
+    with pytest.raises(ReplearnError, match="image groups"):
+        block_grid(torch.rand(3, 4))
+
+
+def test_actmax_plot_renders(tmp_path):
+    images = torch.randn(10, 1, 28, 28)
+    fig = plot_actmax(images, unit_names=[f"class {c}" for c in range(10)], objective=torch.arange(10.0))
+    assert fig.axes[0].texts[3].get_text() == "class 3: 3"
+    _saved_png(fig, tmp_path / "am.png")
+
+
+def test_short_number_labels():
+    assert [short_number(v) for v in (341.7, -1234.0, 3.14159, 0.02712, 0.0)] == ["342", "-1234", "3.1", "0.027", "0"]
+
+
+def test_embed_2d_pca_is_the_top_principal_plane():
+    gen = torch.Generator().manual_seed(0)
+    features = torch.randn(200, 6, generator=gen) * torch.tensor([5.0, 0.1, 2.0, 0.1, 0.1, 0.1])
+    points = embed_2d(features.reshape(200, 2, 3), "pca")  # any trailing shape is flattened
+    assert points.shape == (200, 2)
+    spread = points.std(axis=0)
+    assert spread[0] == pytest.approx(float(features[:, 0].std()), rel=0.1)
+    assert spread[1] == pytest.approx(float(features[:, 2].std()), rel=0.1)
+    np.testing.assert_array_equal(points, embed_2d(features, "pca"))
+
+
+def test_embed_2d_tsne_is_seeded():
+    features = torch.randn(40, 60, generator=torch.Generator().manual_seed(1))
+    a, b = embed_2d(features, "tsne", seed=3, tsne_iter=250), embed_2d(features, "tsne", seed=3, tsne_iter=250)
+    assert a.shape == (40, 2)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_embed_2d_rejects_bad_input():
+    with pytest.raises(ReplearnError, match="embedding="):
+        embed_2d(torch.randn(10, 3), "umap")
+    with pytest.raises(ReplearnError, match="at least 3"):
+        embed_2d(torch.randn(2, 3))
+
+
+def test_embedding_plots_render(tmp_path):
+    labels = torch.arange(60) % 10
+    points = np.random.default_rng(0).normal(size=(60, 2))
+    fig = plot_embedding(points, labels, classes=[f"c{i}" for i in range(10)], title="blocks.0")
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [f"c{i}" for i in range(10)]
+    _saved_png(fig, tmp_path / "emb.png")
+    fig = plot_embeddings_by_layer({f"l{i}": points for i in range(5)}, labels, title="all")
+    assert sum(ax.get_visible() for ax in fig.axes) == 5
+    _saved_png(fig, tmp_path / "all.png")
+
+
+def test_write_page_links_relative_and_escapes(tmp_path):
+    (tmp_path / "sub").mkdir()
+    a, b = tmp_path / "a.png", tmp_path / "sub" / "b 1.png"
+    sections = [
+        PageSection("blocks.0", "first <layer>", [PageFigure(a, "weights & more")]),
+        PageSection("head", "", [PageFigure(b, "logits")]),
+    ]
+    page = write_page(sections, tmp_path / "index.html", title="t", meta=["run: x"])
+    text = page.read_text()
+    assert 'src="a.png"' in text and 'src="sub/b 1.png"' in text
+    assert "weights &amp; more" in text and "first &lt;layer&gt;" in text
+    assert text.index('id="blocks-0"') < text.index('id="head"')
+    assert str(tmp_path) not in text  # no absolute paths: the folder can be moved
+    with pytest.raises(ReplearnError, match="outside"):
+        write_page([PageSection("x", "", [PageFigure(tmp_path.parent / "c.png", "c")])], tmp_path / "i.html")
