@@ -134,7 +134,7 @@ def run(cfg: DictConfig) -> dict:
         "examples_epoch_seconds": base_seconds,
         "examples_samples_per_s": base_rate,
         "speedup": ours_rate / base_rate,
-        "train_gflop_per_sample": flops / 1e9,
+        "train_mflop_per_sample": flops / 1e6,
         "replearn_gflops": achieved,
         "matmul_gflops": matmul_rate,
         "fraction_of_matmul": achieved / matmul_rate,

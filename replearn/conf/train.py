@@ -13,6 +13,8 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING
 
+from replearn.conf.analysis import AnalysisConfig
+
 
 @dataclass
 class MLPConfig:
@@ -92,7 +94,8 @@ class TrainConfig:
     data: Any = MISSING
     optim: Any = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    analysis: Any = None
+    # Per-run analysis (probes, CKA, trainability, complexity) written to analysis.json after training.
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     depth: int = 3
     seed: int = 0
     device: str = "auto"

@@ -9,6 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from replearn.conf.analysis import validate_analysis
 from replearn.errors import ReplearnError
 from replearn.models import ACTIVATIONS, INITS, NORMS
 
@@ -72,6 +73,7 @@ def validate_train(cfg: DictConfig) -> None:
     device = str(cfg.device)
     if device != "auto" and not (device == "cpu" or device.startswith("cuda")):
         _fail("device", device, "use auto, cpu, cuda or cuda:N")
+    validate_analysis(cfg.analysis)
 
 
 def validate_bench(cfg: DictConfig) -> None:

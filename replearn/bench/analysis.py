@@ -1,0 +1,75 @@
+"""Per-run analysis benchmark: the full analysis of a depth-10 MLP (width 256) on 10k test images.
+
+Target: <= 10 s on 2 CPU cores, trained model and random-init control
+together (probes fitted on 10k training images). Weights are a fresh init
+for both networks -- the cost of every measure is independent of the
+weight values -- and the data are the synthetic 28x28 set, so the bench
+needs no download. The first call in a process also pays one-time imports
+(reported separately as ``cold_seconds``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from omegaconf import OmegaConf
+
+from replearn.analysis.run import analyze_model, as_analysis_config, random_init_control
+from replearn.data import make_synthetic
+
+TARGET_SECONDS = 10.0
+
+
+def matmul_gflops(size: int = 1024, repeats: int = 5) -> float:
+    """Median float32 GFLOP/s of a square matmul now: shows how much of the CPU this process got."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        rates.append(2 * size**3 / (time.perf_counter() - start) / 1e9)
+    return sorted(rates)[len(rates) // 2]
+
+
+def run(cfg=None) -> dict:
+    """Time :func:`analyze_model`; ``cfg`` keys (all optional): depth, width, n_train, n_eval, threads, repeats, analysis."""
+    cfg = OmegaConf.create(cfg if cfg is not None else {})
+    depth, width = int(cfg.get("depth", 10)), int(cfg.get("width", 256))
+    n_train, n_eval = int(cfg.get("n_train", 10000)), int(cfg.get("n_eval", 10000))
+    threads, repeats = int(cfg.get("threads", 2)), int(cfg.get("repeats", 2))
+    analysis = as_analysis_config(OmegaConf.merge(cfg.get("analysis") or {}, {"n_train": n_train, "n_eval": n_eval}))
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        splits = make_synthetic(num_train=n_train, num_test=n_eval, seed=0)
+        model_cfg = {"name": "mlp", "depth": depth, "width": width}
+        model = random_init_control(model_cfg, seed=1)
+        control = random_init_control(model_cfg, seed=0)
+        times, rates, result = [], [], None
+        for _ in range(repeats + 1):
+            rates.append(matmul_gflops())
+            start = time.perf_counter()
+            result = analyze_model(model, splits, analysis, control=control)
+            times.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(previous_threads)
+    best = min(times[1:]) if repeats > 0 else times[0]
+    parts = {k: round(v, 3) for k, v in result["timing_s"].items()}
+    return {
+        "model": f"mlp depth={depth} width={width}",
+        "n_train": n_train,
+        "n_eval": n_eval,
+        "threads": threads,
+        "analysis_seconds": round(best, 3),
+        "cold_seconds": round(times[0], 3),
+        "target_seconds": TARGET_SECONDS,
+        "meets_target": best <= TARGET_SECONDS,
+        "parts_seconds_last_run": parts,
+        # Other processes on the machine slow every figure; this shows by how much.
+        "matmul_gflops_before_each_run": [round(r, 1) for r in rates],
+        "actmax_units": analysis.actmax_units,
+        "actmax_steps": analysis.actmax_steps,
+    }

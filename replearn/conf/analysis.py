@@ -1,0 +1,64 @@
+"""Schema of the ``analysis`` node (per-run analysis; see :mod:`replearn.analysis`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hydra.core.config_store import ConfigStore
+
+from replearn.errors import ReplearnError
+
+
+@dataclass
+class AnalysisConfig:
+    # Read by the training entry point: run analyze_run on the finished run folder.
+    enabled: bool = True
+    # Training images the probes are fitted on, and held-out (test) images every measure is scored on.
+    n_train: int = 10000
+    n_eval: int = 10000
+    probe_method: str = "ridge"  # ridge (closed form) | logistic (sklearn LBFGS, ~10x slower)
+    # Channel pooling of conv maps before probes/CKA/selectivity: mean | max.
+    pool: str = "mean"
+    # Layers wider than this are randomly projected (fixed seed) to this many dims.
+    max_dim: int = 4096
+    # Activation maximization for the spectral centroid: units per layer and ascent steps.
+    actmax_units: int = 4
+    actmax_steps: int = 16
+    # Effective receptive field: units per layer and images averaged over.
+    erf_units: int = 8
+    erf_images: int = 16
+    # Training images used for the per-layer gradient norms (at init and at the end).
+    grad_images: int = 512
+    # CKA on unpooled conv maps with the minibatch unbiased estimator (slower; CNNs only).
+    cka_minibatch: bool = False
+    cka_batch_size: int = 500
+    # Also analyse the random-init network of the same architecture as a control.
+    control: bool = True
+    seed: int = 0
+    batch_size: int = 1000
+    device: str = "cpu"
+
+
+def validate_analysis(cfg) -> None:
+    """Raise ReplearnError naming the first invalid field of an ``analysis`` node."""
+    for key in ("n_train", "n_eval", "max_dim", "batch_size", "grad_images"):
+        if int(cfg[key]) < 1:
+            raise ReplearnError(f"analysis.{key}={cfg[key]} is invalid; use a positive integer")
+    for key in ("actmax_units", "actmax_steps", "erf_units", "erf_images"):
+        if int(cfg[key]) < 0:
+            raise ReplearnError(f"analysis.{key}={cfg[key]} is invalid; use 0 (skip) or a positive integer")
+    if int(cfg.n_train) < 10:
+        raise ReplearnError(f"analysis.n_train={cfg.n_train} is too small for a probe; use at least 10")
+    if cfg.probe_method not in ("ridge", "logistic"):
+        raise ReplearnError(f"analysis.probe_method={cfg.probe_method!r} is invalid; use ridge or logistic")
+    if cfg.pool not in ("mean", "max"):
+        raise ReplearnError(f"analysis.pool={cfg.pool!r} is invalid; use mean or max")
+    if int(cfg.cka_batch_size) < 4:
+        raise ReplearnError(f"analysis.cka_batch_size={cfg.cka_batch_size} is invalid; use at least 4")
+
+
+def register() -> None:
+    ConfigStore.instance().store(group="analysis", name="analysis_schema", node=AnalysisConfig)
+
+
+register()
