@@ -10,3 +10,4 @@ from replearn.conf import bench  # noqa: E402,F401
 from replearn.conf import trace  # noqa: E402,F401
 from replearn.conf import analysis  # noqa: E402,F401
 from replearn.conf import visualize  # noqa: E402,F401
+from replearn.conf import compare_depth  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""The depth report: aggregate a sweep of runs into figures and tables."""

@@ -1,0 +1,105 @@
+"""Depth-report figures. Each takes plain data (lists, dicts, tensors), an optional ax, and returns a Figure."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+
+
+def _axes(ax, figsize=(6, 4)):
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=figsize, dpi=110, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def depth_colors(depths: list[int]) -> dict[int, tuple]:
+    cmap = colormaps["viridis"]
+    ordered = sorted(set(depths))
+    return {d: cmap(i / max(len(ordered) - 1, 1)) for i, d in enumerate(ordered)}
+
+
+def plot_accuracy_vs_depth(series: dict[str, dict[int, tuple[float, float]]], ax=None) -> Figure:
+    """Test accuracy (mean ± 95% CI over seeds) vs depth, one line per variant. series[variant][depth] = (mean, ci)."""
+    fig, ax = _axes(ax)
+    for variant, points in sorted(series.items()):
+        depths = sorted(points)
+        means = [100 * points[d][0] for d in depths]
+        cis = [100 * points[d][1] if not math.isnan(points[d][1]) else 0 for d in depths]
+        ax.errorbar(depths, means, yerr=cis, marker="o", capsize=3, label=variant)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted({d for p in series.values() for d in p}))
+    ax.set_xticklabels([str(d) for d in sorted({d for p in series.values() for d in p})])
+    ax.set_xlabel("depth (hidden layers)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Test accuracy vs depth (mean ± 95% CI over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_curves_by_depth(curves: dict[int, list[float]], title: str = "", ax=None) -> Figure:
+    """Validation accuracy per epoch, one line per depth. curves[depth] = [acc per epoch]."""
+    fig, ax = _axes(ax)
+    colors = depth_colors(list(curves))
+    for depth in sorted(curves):
+        acc = curves[depth]
+        ax.plot(range(1, len(acc) + 1), [100 * a for a in acc], "o-", color=colors[depth], label=f"depth {depth}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def plot_layer_profiles(profiles: dict[int, tuple[list[float], list[float]]],
+                        controls: dict[int, tuple[list[float], list[float]]] | None = None,
+                        ylabel: str = "", title: str = "", log: bool = False, ax=None) -> Figure:
+    """A per-layer measure vs relative layer position (0 = input, 1 = logits), one line per depth.
+
+    profiles[depth] = (positions, values); controls (random-init network) are drawn dashed.
+    """
+    fig, ax = _axes(ax)
+    colors = depth_colors(list(profiles))
+    for depth in sorted(profiles):
+        x, y = profiles[depth]
+        ax.plot(x, y, "o-", ms=3, color=colors[depth], label=f"depth {depth}")
+        if controls and depth in controls:
+            cx, cy = controls[depth]
+            ax.plot(cx, cy, "--", color=colors[depth], alpha=0.6, linewidth=1)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("relative layer position (0 = input, 1 = logits)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title + ("  (dashed: random-init control)" if controls else ""), fontsize=9)
+    ax.grid(alpha=0.3)
+    if profiles:
+        ax.legend(fontsize=7, ncol=2)
+    else:
+        ax.text(0.5, 0.5, "no analysed runs", transform=ax.transAxes, ha="center", color="gray")
+    return fig
+
+
+def plot_cka_heatmap(matrix, row_labels: list[str], col_labels: list[str] | None = None, title: str = "",
+                     ax=None) -> Figure:
+    """A CKA grid (values in [0, 1])."""
+    fig, ax = _axes(ax, figsize=(5, 4.4))
+    matrix = np.asarray(matrix, dtype=float)
+    image = ax.imshow(matrix, vmin=0, vmax=1, cmap="magma", origin="lower")
+    col_labels = col_labels or row_labels
+    step_r, step_c = max(1, len(row_labels) // 10), max(1, len(col_labels) // 10)
+    ax.set_yticks(range(0, len(row_labels), step_r), row_labels[::step_r], fontsize=7)
+    ax.set_xticks(range(0, len(col_labels), step_c), col_labels[::step_c], fontsize=7, rotation=90)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="linear CKA")
+    return fig
+
+
+def grid_figure(rows: int, cols: int, width: float = 4.2, height: float = 3.4) -> tuple[Figure, np.ndarray]:
+    """A constrained-layout figure with a rows x cols array of axes."""
+    fig = Figure(figsize=(width * cols, height * rows), dpi=100, layout="constrained")
+    return fig, np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
