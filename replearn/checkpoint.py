@@ -3,36 +3,20 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from replearn.atomic import atomic_write
 from replearn.errors import ReplearnError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write ``state`` to a temp file in the same folder, then rename over ``path``.
-
-    A crash mid-write leaves the previous checkpoint intact.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".checkpoint-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-        # mkstemp creates 0600; give the checkpoint the usual permissions for a new file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``state`` atomically: a crash mid-write leaves the previous checkpoint intact."""
+    atomic_write(path, lambda handle: torch.save(state, handle), binary=True)
 
 
 def checkpoint_path(spec: str | os.PathLike) -> Path:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from replearn.atomic import atomic_write_json
 from replearn.checkpoint import CHECKPOINT_NAME, checkpoint_path, load_checkpoint, save_checkpoint
 from replearn.data import Splits, load_splits
 from replearn.device import autocast_dtype, resolve_device, seed_everything
@@ -112,9 +113,7 @@ class RunWriter:
             handle.write(json.dumps(row) + "\n")
 
     def write_json(self, name: str, payload: dict) -> None:
-        tmp = self.dir / f".{name}.tmp"
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        tmp.replace(self.dir / name)
+        atomic_write_json(self.dir / name, payload, indent=2)
 
     def write_curves(self, metrics: list[dict], title: str) -> None:
         from replearn.curves import plot_training_curves

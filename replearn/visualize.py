@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,6 +14,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from replearn.errors import ReplearnError
+from replearn.device import single_thread
 from replearn.viz import (
     PageFigure, PageSection, embed_2d, first_layer_weights, plot_actmax, plot_activation_heatmap,
     plot_embedding, plot_embeddings_by_layer, plot_feature_maps_batch, plot_first_layer, plot_top_k, write_page,
@@ -100,21 +101,6 @@ def pick_inputs(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor:
                 chosen.append(idx)
                 break
     return torch.tensor(chosen, dtype=torch.long)
-
-
-@contextmanager
-def single_thread():
-    """Run torch on one CPU thread inside the block (restored after).
-
-    Act-max steps a batch of ~16 images: so little work per op that a second thread only adds
-    synchronisation; on a busy 2-core machine 2 threads measured 15-50x slower than 1.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _file(layer: str, kind: str) -> str:

@@ -7,7 +7,6 @@
 import hydra
 from omegaconf import DictConfig
 
-import replearn.conf.visualize  # noqa: F401  (registers visualize_schema before Hydra composes)
 from replearn.cli import check_cli, report_errors
 from replearn.visualize import visualize_run
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -31,6 +29,8 @@ from replearn.analysis.features import INPUT, LOGITS, extract_features, layer_po
 from replearn.analysis.probes import probe_layers
 from replearn.analysis.trainability import dead_unit_fraction, gradient_norms, layer_weights
 from replearn.conf.analysis import AnalysisConfig, validate_analysis
+from replearn.atomic import atomic_write_json
+from replearn.device import single_thread
 from replearn.errors import ReplearnError
 
 ANALYSIS_NAME = "analysis.json"
@@ -44,17 +44,6 @@ def as_analysis_config(cfg=None) -> AnalysisConfig:
         raise ReplearnError(f"invalid analysis config: {str(exc).splitlines()[0]}; see replearn/conf/analysis.py") from None
     validate_analysis(merged)
     return OmegaConf.to_object(merged)
-
-
-@contextmanager
-def _one_thread():
-    """Act-max and ERF are hundreds of tiny ops: extra threads only add OpenMP sync stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _module_name(key: str) -> str:
@@ -147,7 +136,7 @@ def _analyze_one(model, data: dict, cfg: AnalysisConfig, input_probe: dict | Non
                              "class_selectivity", "participation_ratio", "participation_ratio_normalized",
                              "erf_area", "erf_radius", "actmax_spectral_centroid")}
     weights = layer_weights(model)
-    with _one_thread():
+    with single_thread():
         _complexity(model, keys, f_eval, probes, grads, dead, ratios, erf_images, weights, block, data, cfg)
     block["cka"] = grid.tolist()
     timing[f"{tag}_complexity"] = time.perf_counter() - t0
@@ -286,21 +275,8 @@ def analyze_run(run_dir: str | os.PathLike, cfg=None, write: bool = True) -> dic
         "data": str(run.cfg.data.name),
     })
     if write:
-        _write_json(Path(run.run_dir) / ANALYSIS_NAME, result)
+        atomic_write_json(Path(run.run_dir) / ANALYSIS_NAME, result, indent=1, allow_nan=False)
     return result
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    """Write atomically so a crash never leaves a half-written analysis.json."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".analysis-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=1, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_analysis(run_dir: str | os.PathLike) -> dict:

@@ -1,0 +1,18 @@
+"""Forward propagation node by node: python scripts/trace.py [network=<yaml>] [run=<run dir>]."""
+
+import hydra
+from omegaconf import DictConfig
+
+from replearn.cli import check_cli, hydra_output_dir, report_errors
+from replearn.trace import trace
+
+
+@hydra.main(config_path="../configs", config_name="trace", version_base="1.3")
+@report_errors
+def main(cfg: DictConfig) -> None:
+    trace(cfg, output_dir=hydra_output_dir())
+
+
+if __name__ == "__main__":
+    check_cli("trace")
+    main()
