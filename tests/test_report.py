@@ -66,6 +66,8 @@ def test_variant_names():
     assert variant_name({"norm": "none", "residual": False}) == "plain"
     assert variant_name({"norm": "batchnorm", "residual": False}) == "batchnorm"
     assert variant_name({"norm": "none", "residual": True}) == "residual"
+    assert variant_name({"norm": "none", "residual": False, "init": "default"}) == "default_init"
+    assert variant_name({"norm": "none"}, ["depth=3", "variant=torch_init"]) == "torch_init"
 
 
 def test_experiment_configs_compose(compose_cfg):

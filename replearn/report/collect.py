@@ -36,10 +36,16 @@ class RunRecord:
         return self.final.get("test_acc") if self.status == "ok" else None
 
 
-def variant_name(model_cfg: dict) -> str:
-    """plain / batchnorm / layernorm / residual / residual+batchnorm from a model config."""
+def variant_name(model_cfg: dict, overrides: list | None = None) -> str:
+    """The run's ``variant=`` override if it has one, else a name built from norm/residual/init."""
+    for override in overrides or []:
+        key, _, value = str(override).partition("=")
+        if key.lstrip("+") == "variant" and value:
+            return value
     norm = model_cfg.get("norm", "none")
     parts = (["residual"] if model_cfg.get("residual") else []) + ([norm] if norm != "none" else [])
+    if model_cfg.get("init", "he") != "he":
+        parts.append(f"{model_cfg['init']}_init")
     return "+".join(parts) or "plain"
 
 
@@ -76,7 +82,7 @@ def read_run(path: Path) -> RunRecord | None:
                 break
     status = final.get("status", "failed") if final else "failed"
     return RunRecord(
-        path=path, status=status, variant=variant_name(model_cfg), depth=int(depth), seed=int(cfg.get("seed", 0)),
+        path=path, status=status, variant=variant_name(model_cfg, _read_yaml(path / ".hydra" / "overrides.yaml")), depth=int(depth), seed=int(cfg.get("seed", 0)),
         model=model_cfg.get("name", ""), final=final or {}, metrics=metrics,
         analysis=_read_json(path / "analysis.json"), error=(final or {}).get("error", ""),
     )
