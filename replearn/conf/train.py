@@ -106,7 +106,13 @@ def register() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="model", name="mlp_schema", node=MLPConfig)
     cs.store(group="model", name="cnn_schema", node=CNNConfig)
-    cs.store(group="data", name="data_schema", node=DataConfig)
+    # The data options live here rather than in configs/data/*.yaml: they are three presets of
+    # one schema, and a tracked folder named data/ reads as committed data.
+    cs.store(group="data", name="mnist", node=DataConfig(name="mnist"))
+    cs.store(group="data", name="fashion_mnist", node=DataConfig(name="fashion_mnist"))
+    # A small generated 28x28, 10-class dataset a network can learn: for fast tests.
+    cs.store(group="data", name="synthetic",
+             node=DataConfig(name="synthetic", val_size=500, num_train=3000, num_test=1000))
     cs.store(group="optim", name="adam_schema", node=AdamConfig)
     cs.store(group="optim", name="sgd_schema", node=SGDConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
