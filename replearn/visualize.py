@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import os
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from replearn.conf.visualize import VisualizeConfig
 from replearn.errors import ReplearnError
 from replearn.device import single_thread
 from replearn.viz import (
@@ -20,30 +20,6 @@ from replearn.viz import (
     plot_embedding, plot_embeddings_by_layer, plot_feature_maps_batch, plot_first_layer, plot_top_k, write_page,
 )
 from replearn.viz.grid import DPI
-
-
-@dataclass
-class VizOptions:
-    """What to draw; mirrors the fields of :class:`replearn.conf.visualize.VisualizeConfig`."""
-
-    layers: str | Sequence[str] = "all"
-    units: int = 16
-    k: int = 9
-    steps: int = 256
-    seed: int = 0
-    embedding: str = "pca"
-    embedding_samples: int = 2000
-    num_inputs: int = 4
-    fourier: bool = False
-    progress: bool = True
-
-    @classmethod
-    def from_cfg(cls, cfg: DictConfig) -> "VizOptions":
-        layers = cfg.layers
-        layers = list(layers) if isinstance(layers, (list, ListConfig)) else str(layers)
-        return cls(layers=layers, units=cfg.units, k=cfg.k, steps=cfg.steps, seed=cfg.seed, embedding=cfg.embedding,
-                   embedding_samples=cfg.embedding_samples, num_inputs=cfg.num_inputs, fourier=cfg.fourier,
-                   progress=cfg.progress)
 
 
 def visualize_run(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> Path:
@@ -69,7 +45,7 @@ def visualize_run(cfg: DictConfig, output_dir: str | os.PathLike | None = None) 
             meta.append(f"status: {summary.get('status')}, test accuracy: {summary.get('test_acc')}")
         except (OSError, ValueError):
             pass  # the page is still useful without the summary line
-    page = render_all(loaded.model, splits, out, VizOptions.from_cfg(cfg), device=device,
+    page = render_all(loaded.model, splits, out, cfg, device=device,
                       title=f"replearn: {run_dir.name}", meta=meta)
     print(f"wrote {page.read_text().count('<img ')} figures and {page}")
     return page
@@ -116,7 +92,7 @@ def render_all(
     model: torch.nn.Module,
     splits: Any,
     out_dir: str | os.PathLike,
-    options: VizOptions | None = None,
+    options: VisualizeConfig | DictConfig | None = None,
     *,
     device: torch.device | str = "cpu",
     title: str = "replearn visualizations",
@@ -125,12 +101,14 @@ def render_all(
     """Draw every figure for the chosen layers of ``model`` on ``splits.test_x`` and write index.html.
 
     ``splits`` needs uint8 ``test_x`` (N, 1, 28, 28), ``test_y`` (N,), ``classes`` and ``normalize``.
+    ``options`` is the visualize config (its ``run``/``root``/``device`` are not used here);
+    without Hydra, pass ``VisualizeConfig(layers=[...], units=..., ...)``.
     """
     from replearn.actmax import maximize_activations
     from replearn.recording import capture_activations
     from replearn.topk import crop_receptive_fields, top_k_for_layer
 
-    opts = options or VizOptions()
+    opts = options if options is not None else VisualizeConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)

@@ -97,11 +97,12 @@ def test_visualize_run_requires_run(compose_cfg):
 
 def test_same_seed_gives_identical_figures(runs, tmp_path):
     from replearn.runs import load_run
-    from replearn.visualize import VizOptions, render_all
+    from replearn.conf.visualize import VisualizeConfig
+    from replearn.visualize import render_all
 
     loaded = load_run(runs["cnn"][0])
     splits = loaded.splits()
-    opts = VizOptions(layers=["blocks.1"], units=3, k=3, steps=5, embedding_samples=40, num_inputs=2, progress=False)
+    opts = VisualizeConfig(layers=["blocks.1"], units=3, k=3, steps=5, embedding_samples=40, num_inputs=2, progress=False)
     first = render_all(loaded.model, splits, tmp_path / "a", opts).parent
     second = render_all(loaded.model, splits, tmp_path / "b", opts).parent
     names = sorted(p.name for p in first.iterdir())
