@@ -126,18 +126,20 @@ class ConvBlock(nn.Module):
 def cnn_schedule(depth: int, channels: int, max_channels: int, image_size: int = 28) -> list[tuple[int, int]]:
     """(out_channels, stride) per block.
 
-    The first block downsamples at once (cheap on CPU; 28 -> 14), a second
-    downsampling sits half-way (14 -> 7) when depth >= 2, and channels double
-    at each downsampling up to ``max_channels``. Valid for any depth >= 1.
+    Up to three stride-2 blocks, at positions 0, depth//3 and 2*depth//3 (28 -> 14 -> 7 -> 4),
+    so every depth ends on a small map. Channels double at each downsampling after the first,
+    up to ``max_channels``: the cost per block stays roughly flat while the pooled feature the
+    head sees gets wide (128 for the default depth 4, 64 if only two downsamplings fit).
+    Valid for any depth >= 1.
     """
-    strides = [1] * depth
-    strides[0] = 2
-    if depth >= 2 and image_size >= 16:
-        strides[max(1, depth // 2)] = 2
-    schedule, width = [], channels
-    for i, stride in enumerate(strides):
-        if stride == 2 and i > 0:
-            width = min(width * 2, max_channels)
+    downsample_at = {0, depth // 3, 2 * depth // 3}
+    schedule, width, size = [], channels, image_size
+    for i in range(depth):
+        stride = 2 if i in downsample_at and size > 4 else 1
+        if stride == 2:
+            if i > 0:
+                width = min(width * 2, max_channels)
+            size = (size + 1) // 2
         schedule.append((width, stride))
     return schedule
 

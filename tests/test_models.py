@@ -36,9 +36,11 @@ def test_depth_100_residual_runs(name, norm):
 def test_cnn_schedule_valid_for_any_depth(depth):
     schedule = cnn_schedule(depth, 32, 128)
     assert len(schedule) == depth
-    assert sum(stride == 2 for _, stride in schedule) == (1 if depth == 1 else 2)
+    assert sum(stride == 2 for _, stride in schedule) == min(depth, 3)  # 28 -> 14 -> 7 -> 4
+    assert schedule[0] == (32, 2) and schedule[-1][0] == {1: 32, 2: 64}.get(depth, 128)
     model = CNN(depth=depth, channels=8, max_channels=16)
     assert model(torch.randn(1, 1, 28, 28)).shape == (1, 10)
+    assert model.blocks(torch.randn(1, 1, 28, 28)).shape[-2:] == ((4, 4) if depth >= 3 else (28 >> depth,) * 2)
 
 
 def _first_last_grad_ratio(init: str, depth: int = 20) -> float:

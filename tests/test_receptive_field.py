@@ -46,11 +46,11 @@ def test_box_matches_gradient_support(depth, residual):
 
 def test_hand_derived_fields_and_clipping():
     model = CNN(depth=3, channels=2)
-    # stride-2 3x3 conv: 3 px, jump 2, pad 1; then stride 2: 3 + 2*2 = 7, jump 4, pad 1 + 1*2 = 3;
-    # then stride 1: 7 + 2*4 = 15, jump 4, pad 3 + 1*4 = 7.
-    assert receptive_fields(model) == {"blocks.0": (3, 2, 1), "blocks.1": (7, 4, 3), "blocks.2": (15, 4, 7), "head": (28, 1, 0)}
+    # Three stride-2 3x3 convs (28 -> 14 -> 7 -> 4): 3 px, jump 2, pad 1; then 3 + 2*2 = 7, jump 4,
+    # pad 1 + 1*2 = 3; then 7 + 2*4 = 15, jump 8, pad 3 + 1*4 = 7.
+    assert receptive_fields(model) == {"blocks.0": (3, 2, 1), "blocks.1": (7, 4, 3), "blocks.2": (15, 8, 7), "head": (28, 1, 0)}
     assert receptive_field_box(model, "blocks.2", 0, 0) == (0, 0, 8, 8)
-    assert receptive_field_box(model, "blocks.2", 6, 6) == (17, 17, 28, 28)
+    assert receptive_field_box(model, "blocks.2", 3, 3) == (17, 17, 28, 28)
     assert receptive_field_box(model, "head", 0, 0) == (0, 0, 28, 28)
 
 

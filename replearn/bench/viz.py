@@ -1,7 +1,7 @@
 """Visualization benchmark: activation maximization and full-network recording on CPU.
 
-(a) act-max of all 64 channels of ``blocks.3`` of a random-init CNN(depth=4)
-    (channels 32 -> 64), 256 steps, target <= 30 s;
+(a) act-max of all 64 channels of ``blocks.1`` of a random-init CNN(depth=4)
+    (channels 32 -> 64 -> 128 -> 128), 256 steps, target <= 30 s;
 (b) capture of every layer of a random-init CNN(depth=8) over 10k images (the
     MNIST test set when $REPLEARN_DATA_DIR holds it, else random uint8), unpooled maps,
     median of ``repeats`` runs, target <= 10 s.
@@ -53,7 +53,7 @@ def run(cfg=None) -> dict:
     torch.manual_seed(seed)
 
     actmax_model = CNN(depth=4).eval()
-    layer = "blocks.3"
+    layer = "blocks.1"  # the depth-4 CNN's 64-channel block
     start = time.perf_counter()
     result = maximize_activations(actmax_model, layer, steps=256, seed=seed, progress=False)
     actmax_seconds = time.perf_counter() - start
