@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -50,3 +52,134 @@ def single_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU threads. On a 2-core machine shared with one busy process, torch's default of one thread
+# per core made an MLP epoch 3-5x slower than one thread (OpenMP threads wait for the one that
+# lost its core at every op), so the default is chosen from what the other processes leave free.
+
+#: Other processes' CPU use (in cores) above which a core counts as taken.
+BUSY_CORE = 0.5
+
+
+def cpu_cores() -> list[int]:
+    """The CPUs this process may run on (affinity mask, so containers and taskset are honoured)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
+def _busy_seconds(cores: list[int]) -> float | None:
+    """CPU-seconds spent busy so far on ``cores`` by every process (Linux /proc/stat), else None."""
+    try:
+        with open("/proc/stat") as handle:
+            lines = [line.split() for line in handle if line.startswith("cpu") and line[3] != " "]
+    except OSError:
+        return None
+    wanted = {f"cpu{c}" for c in cores}
+    # user nice system idle iowait irq softirq steal: everything but idle and iowait is busy.
+    busy = sum(sum(int(v) for v in (f[1:4] + f[6:9])) for f in lines if f[0] in wanted)
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    """CPU-seconds used by this process (all its threads) so far."""
+    times = os.times()
+    return times.user + times.system
+
+
+class CpuMeter:
+    """Cores used by *other* processes between two readings: machine busy time minus our own."""
+
+    def __init__(self):
+        self.cores = cpu_cores()
+        self.reset()
+
+    def reset(self) -> None:
+        self._wall, self._busy, self._own = time.perf_counter(), _busy_seconds(self.cores), _own_cpu_seconds()
+
+    def others(self) -> float | None:
+        """Mean cores the other processes used since the last reset (None where /proc/stat is absent)."""
+        busy, wall, own = _busy_seconds(self.cores), time.perf_counter(), _own_cpu_seconds()
+        if busy is None or self._busy is None or wall - self._wall <= 0:
+            return None
+        return max(0.0, (busy - self._busy - (own - self._own)) / (wall - self._wall))
+
+
+def other_load(sample_seconds: float = 0.15) -> float:
+    """Cores busy with other processes right now: a short /proc/stat sample, else the 1-min load average."""
+    meter = CpuMeter()
+    time.sleep(sample_seconds)
+    measured = meter.others()
+    if measured is not None:
+        return measured
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return 0.0
+
+
+def auto_threads(others: float, cores: int, most: int) -> int:
+    """Threads for the cores the other processes leave free: at least 1, at most ``most``."""
+    free = cores - others
+    return max(1, min(most, int(free + BUSY_CORE)))
+
+
+class ThreadPolicy:
+    """The torch CPU thread count of a run: ``requested`` > 0 is used as given; 0 means auto.
+
+    Auto starts from the cores other processes leave free and, after each epoch, re-checks how
+    much CPU they took meanwhile: it drops to fewer threads when the machine became busy and goes
+    back up when it is quiet again. Every choice is reported with its reason (``describe``).
+    """
+
+    def __init__(self, requested: int = 0, device: torch.device | None = None):
+        self.requested = int(requested)
+        self.auto = self.requested <= 0 and (device is None or device.type == "cpu")
+        self.most = _DEFAULT_THREADS
+        self.cores = len(cpu_cores())
+        self.meter = CpuMeter()
+        if self.requested > 0:
+            self.threads, self.reason = self.requested, f"trainer.threads={self.requested}"
+        elif not self.auto:
+            self.threads, self.reason = torch.get_num_threads(), f"torch default ({device} does the work)"
+        else:
+            others = other_load()
+            self.threads = auto_threads(others, self.cores, self.most)
+            self.reason = f"auto: other processes use {others:.1f} of {self.cores} cores"
+        torch.set_num_threads(self.threads)
+        self.meter.reset()
+
+    def describe(self) -> str:
+        return f"{self.threads} torch thread{'s' if self.threads != 1 else ''} ({self.reason})"
+
+    def update(self) -> str | None:
+        """Re-choose after an epoch (auto only); return a line saying what changed, or None."""
+        if not self.auto:
+            return None
+        others = self.meter.others()
+        self.meter.reset()
+        if others is None:
+            return None
+        threads = auto_threads(others, self.cores, self.most)
+        if threads > self.threads:
+            # Going back up needs a clearly idle core, so a neighbour near the threshold does not
+            # make the count flip every epoch.
+            threads = max(self.threads, auto_threads(others + BUSY_CORE / 2, self.cores, self.most))
+        if threads == self.threads:
+            return None
+        before, self.threads = self.threads, threads
+        self.reason = f"auto: other processes used {others:.1f} of {self.cores} cores during the last epoch"
+        torch.set_num_threads(threads)
+        return f"threads {before} -> {self.describe()}"
+
+
+def resolve_threads(requested: int = 0, device: torch.device | None = None) -> ThreadPolicy:
+    """Set torch's CPU threads for a run (``trainer.threads``; 0 = fit the machine) and return the policy."""
+    return ThreadPolicy(requested, device)
+
+
+# torch's own default (one thread per core), read once before any run changes it.
+_DEFAULT_THREADS = torch.get_num_threads()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from contextlib import nullcontext
@@ -17,9 +18,12 @@ from tqdm.auto import tqdm
 from replearn.atomic import atomic_write_json
 from replearn.checkpoint import CHECKPOINT_NAME, checkpoint_path, load_checkpoint, save_checkpoint
 from replearn.data import Splits, load_splits
-from replearn.device import autocast_dtype, resolve_device, seed_everything
+from replearn.device import autocast_dtype, resolve_device, resolve_threads, seed_everything
 from replearn.errors import ReplearnError
+from replearn.loggers import build_loggers, console_logging
 from replearn.models import LayeredModel, build_model, count_parameters
+
+log = logging.getLogger(__name__)
 
 FINISHED = ("ok", "diverged")
 
@@ -144,6 +148,7 @@ def train(cfg: DictConfig, output_dir: str | Path) -> dict:
 
     Returns the contents of ``final.json``.
     """
+    console_logging()
     output_dir = Path(output_dir)
     resume = cfg.trainer.resume
     if resume:
@@ -151,13 +156,11 @@ def train(cfg: DictConfig, output_dir: str | Path) -> dict:
         output_dir = checkpoint_path(resume).parent
     status = finished_status(output_dir)
     if status in FINISHED and not cfg.trainer.force and not resume:
-        print(f"skipping {output_dir}: already finished ({status}); pass trainer.force=true to re-run")
+        log.info(f"skipping {output_dir}: already finished ({status}); pass trainer.force=true to re-run")
         return json.loads((output_dir / "final.json").read_text())
-    if cfg.trainer.threads > 0:
-        torch.set_num_threads(cfg.trainer.threads)
-
     wall_start = time.perf_counter()
     device = resolve_device(cfg.device)
+    threads = resolve_threads(cfg.trainer.threads, device)
     shuffle_gen = seed_everything(cfg.seed)
     model = build_model(**model_kwargs(cfg.model)).to(device)
     splits = load_splits(cfg.data).to(device)
@@ -169,48 +172,61 @@ def train(cfg: DictConfig, output_dir: str | Path) -> dict:
     start_epoch, metrics, extra = 1, [], {}
     if resume:
         start_epoch, metrics, extra = _restore(cfg, resume, model, optimizer, scheduler, shuffle_gen, writer, device)
-        print(f"resuming {output_dir} after epoch {start_epoch - 1}")
+        log.info(f"resuming {output_dir} after epoch {start_epoch - 1}")
     else:
         writer.truncate_metrics(0)
     writer.write_config(cfg)
 
     train_x = splits.normalize(splits.train_x)  # (N, 1, 28, 28) float, normalized once
     title = describe(cfg)
-    print(f"{title}: {count_parameters(model):,} parameters, {len(train_x):,} training images on {device}")
+    log.info(f"{title}: {count_parameters(model):,} parameters, {len(train_x):,} training images on {device}"
+             + (f", {threads.describe()}" if device.type == "cpu" else ""))
+    loggers = build_loggers(cfg, output_dir, model, splits, start_epoch)
     try:
         for epoch in range(start_epoch, cfg.trainer.epochs + 1):
-            row = _train_epoch(cfg, model, optimizer, scheduler, train_x, splits, shuffle_gen, device, epoch, extra)
+            row = _train_epoch(cfg, model, optimizer, scheduler, train_x, splits, shuffle_gen, device, epoch, extra,
+                               on_step=loggers.log_step if loggers.wants_steps else None)
             row["val_loss"], row["val_acc"] = evaluate(model, splits.val_x, splits.val_y, splits,
                                                        cfg.trainer.eval_batch_size)
             metrics.append(row)
             writer.append_metrics(row)
             save_checkpoint(_state(cfg, model, optimizer, scheduler, shuffle_gen, epoch, extra),
                             output_dir / CHECKPOINT_NAME)
-            tqdm.write(
+            loggers.log_epoch(metrics, model, splits)
+            log.info(
                 f"epoch {epoch}/{cfg.trainer.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
                 f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  lr {row['lr']:.2e}"
                 f"  {row['epoch_seconds']:.1f}s ({row['samples_per_s']:,.0f} samples/s)"
             )
+            changed = threads.update()
+            if changed:
+                log.info(changed)
     except Diverged as exc:
         writer.write_curves(metrics, title)
         final = _final(cfg, model, metrics, wall_start, status="diverged", extra=extra)
         final["error"] = str(exc)
         writer.write_json("final.json", final)
+        loggers.close()
         raise ReplearnError(str(exc)) from None
     except KeyboardInterrupt:
-        print(f"\ninterrupted; the last finished epoch is saved: resume with trainer.resume={output_dir}")
+        log.warning(f"interrupted; the last finished epoch is saved: resume with trainer.resume={output_dir}")
+        loggers.close()
         raise
     writer.write_curves(metrics, title)
     test_loss, test_acc = evaluate(model, splits.test_x, splits.test_y, splits, cfg.trainer.eval_batch_size)
     final = _final(cfg, model, metrics, wall_start, status="ok", extra=extra)
     final.update(test_loss=test_loss, test_acc=test_acc)
     writer.write_json("final.json", final)
-    print(f"test accuracy {100 * test_acc:.2f}%  (loss {test_loss:.4f})  wall time {final['wall_seconds']:.1f}s  -> {output_dir}")
+    loggers.log_end(model, splits, final)
+    loggers.close()
+    log.info(f"test accuracy {100 * test_acc:.2f}%  (loss {test_loss:.4f})  wall time {final['wall_seconds']:.1f}s  -> {output_dir}")
     _maybe_analyze(cfg, output_dir)
     return final
 
 
-def _train_epoch(cfg, model, optimizer, scheduler, train_x, splits, shuffle_gen, device, epoch, extra) -> dict:
+def _train_epoch(cfg, model, optimizer, scheduler, train_x, splits, shuffle_gen, device, epoch, extra,
+                 on_step=None) -> dict:
+    """One pass over the training set; ``on_step(global_step, scalars)`` is called after every step if given."""
     model.train()
     batch_size = cfg.trainer.batch_size
     order = torch.randperm(len(train_x), generator=shuffle_gen).to(device)
@@ -248,6 +264,8 @@ def _train_epoch(cfg, model, optimizer, scheduler, train_x, splits, shuffle_gen,
         loss_sum += loss.detach() * len(idx)
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(idx)
+        if on_step is not None:
+            on_step((epoch - 1) * steps + step, {"train_loss": loss.detach(), "lr": optimizer.param_groups[0]["lr"]})
         if step % 50 == 49:
             bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{float(correct) / seen:.4f}", refresh=False)
     extra["grad_norms_final"] = block_grad_norms(model)
@@ -323,6 +341,6 @@ def _maybe_analyze(cfg: DictConfig, output_dir: Path) -> None:
     if cfg.analysis.enabled:
         from replearn.analysis.run import analyze_run
 
-        print("analysing the trained network (analysis.enabled=true) ...")
+        log.info("analysing the trained network (analysis.enabled=true) ...")
         analyze_run(output_dir, cfg.analysis)
-        print(f"analysis -> {output_dir / 'analysis.json'}")
+        log.info(f"analysis -> {output_dir / 'analysis.json'}")

@@ -95,12 +95,13 @@ def test_checkpoint_loads_weights_only_and_rebuilds_model(compose_cfg, tmp_path)
     assert resolve_run_dir("latest", root=tmp_path) == tmp_path
 
 
-def test_finished_run_is_skipped(compose_cfg, tmp_path, capsys):
+def test_finished_run_is_skipped(compose_cfg, tmp_path, caplog):
     cfg = compose_cfg("train", FAST + ["depth=1", "trainer.epochs=1"])
     train(cfg, tmp_path)
     stamp = (tmp_path / "checkpoint.pt").stat().st_mtime_ns
-    train(cfg, tmp_path)
-    assert "skipping" in capsys.readouterr().out
+    with caplog.at_level("INFO", logger="replearn"):
+        train(cfg, tmp_path)
+    assert "skipping" in caplog.text
     assert (tmp_path / "checkpoint.pt").stat().st_mtime_ns == stamp
 
 

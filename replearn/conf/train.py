@@ -14,6 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING
 
 from replearn.conf.analysis import AnalysisConfig
+from replearn.conf.logger import LoggerConfig
 
 
 @dataclass
@@ -84,7 +85,8 @@ class TrainerConfig:
     # Re-run even if the output dir already holds a finished run.
     force: bool = False
     progress: bool = True
-    # Torch CPU threads per run; 0 keeps torch's default. Sweeps with parallel jobs set 1.
+    # Torch CPU threads per run; 0 = auto: the cores other processes leave free, re-checked each
+    # epoch (replearn.device.ThreadPolicy). Sweeps with parallel jobs set 1.
     threads: int = 0
 
 
@@ -96,6 +98,8 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     # Per-run analysis (probes, CKA, trainability, complexity) written to analysis.json after training.
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    # Where metrics go besides metrics.jsonl: logger=csv|tensorboard|wandb (configs/logger/).
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     depth: int = 3
     seed: int = 0
     device: str = "auto"

@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from replearn.conf.analysis import validate_analysis
+from replearn.conf.logger import validate_logger
 from replearn.errors import ReplearnError
 from replearn.models import ACTIVATIONS, INITS, NORMS
 
@@ -74,6 +75,8 @@ def validate_train(cfg: DictConfig) -> None:
     if device != "auto" and not (device == "cpu" or device.startswith("cuda")):
         _fail("device", device, "use auto, cpu, cuda or cuda:N")
     validate_analysis(cfg.analysis)
+    if "logger" in cfg:
+        validate_logger(cfg.logger)
 
 
 def validate_bench(cfg: DictConfig) -> None:
