@@ -13,6 +13,7 @@ from replearn.report.collect import collect_runs, variant_name
 from replearn.report.stats import mean_ci95
 
 from conftest import run_script
+from fake_sweep import fake_analysis, hierarchy, reversed_hierarchy, write_fake_run
 
 
 def _fake_run(folder, depth, seed, status="ok", test_acc=0.9, residual=False, final=True):
@@ -55,11 +56,85 @@ def test_report_lists_every_run_even_without_analysis(tmp_path):
     _fake_run(tmp_path / "b", 3, 0, status="diverged", residual=True)
     cfg = OmegaConf.create({"sweep": str(tmp_path), "root": str(tmp_path), "cross_cka_images": 0, "progress": False})
     index = compare_depth(cfg)
-    rows = list(csv.DictReader(open(tmp_path / "depth_report" / "summary.csv")))
+    rows = list(csv.DictReader(open(tmp_path / "depth_report" / "runs.csv")))
     assert {(r["variant"], r["status"]) for r in rows} == {("plain", "ok"), ("residual", "diverged")}
+    # No analysis anywhere: the per-layer table is empty but loadable (a header).
+    layers = list(csv.DictReader(open(tmp_path / "depth_report" / "summary.csv")))
+    assert layers == [] and "trained_vs_control" in (tmp_path / "depth_report" / "summary.csv").read_text()
     text = (tmp_path / "depth_report" / "summary.md").read_text()
-    assert "residual depth 3 seed 0: **diverged** loss became nan" in text
+    assert "residual depth 3 seed 0: diverged loss became nan" in text
     assert "accuracy_vs_depth.png" in index.read_text()
+
+
+def test_synthetic_sweep_end_to_end(tmp_path):
+    """Fake run folders with known trends -> the report's CSVs, sentences, figures and page."""
+    for variant, levels in (("plain", hierarchy), ("residual", reversed_hierarchy)):
+        for depth in (1, 2, 4):
+            for seed in (0, 1, 2):
+                write_fake_run(tmp_path / f"depth={depth},seed={seed},variant={variant}", depth, seed, variant=variant,
+                               analysis=fake_analysis(depth, seed, levels=levels))
+    write_fake_run(tmp_path / "depth=8,seed=0,variant=plain", 8, 0, status="diverged")
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
+        "sweeper": {"params": {"depth": "1,2,4,8", "seed": "0,1,2", "variant": "plain,residual"}},
+        "overrides": {"task": []}}}))
+    cfg = OmegaConf.create({"sweep": str(tmp_path), "root": str(tmp_path), "cross_cka_images": 0, "progress": False})
+    index = compare_depth(cfg)
+    out = tmp_path / "depth_report"
+
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    probe = [r for r in rows if r["metric"] == "probe_eval_acc"]
+    assert len(probe) == 2 * sum(d + 2 for d in (1, 2, 4))  # every layer of every analysed depth, per variant
+    row = next(r for r in probe if (r["variant"], r["depth"], r["layer"]) == ("plain", "4", "blocks.3"))
+    expected = [fake_analysis(4, s)["trained"]["probe_eval_acc"][4] for s in (0, 1, 2)]
+    assert float(row["trained_mean"]) == pytest.approx(sum(expected) / 3, abs=1e-6)
+    assert row["trained_vs_control"] == "above 0" and float(row["floor_mean"]) < 0.15
+    assert {r["metric"] for r in rows} >= {"class_selectivity", "dissect_fraction_l2", "dissect_mean_best_iou_l3",
+                                          "erf_area", "cka_input"}
+    runs = {(r["variant"], r["depth"], r["seed"]): r["status"] for r in csv.DictReader(open(out / "runs.csv"))}
+    assert runs[("plain", "8", "0")] == "diverged" and runs[("residual", "8", "0")] == "missing"
+
+    md = (out / "summary.md").read_text()
+    assert "plain: Linear-probe accuracy (held-out): trained rises with layer position" in md
+    assert "edges < parts < digits in 3 of 3 seed(s)" in md  # plain: the planted hierarchy
+    assert "(3 of 3 do not)" in md  # residual: the planted reverse order is reported as such
+    assert "| plain | 4 | blocks.3 |" in md
+    page = index.read_text()
+    for name in ("accuracy_vs_depth.png", "curves_by_depth.png", "probe_vs_position.png", "dissection_levels.png",
+                 "complexity.png", "cka_within.png", "grad_norms.png", "dead_units.png"):
+        assert (out / name).is_file() and f'src="{name}"' in page, name
+    assert "edges &lt; parts &lt; digits in 3 of 3 seed(s)" in page  # escaped by the template
+    assert "summary.csv" in page and "runs.csv" in page
+
+
+def test_page_template_escapes_and_renders_every_part(tmp_path):
+    from replearn.report.render import Figure, Section, Table, render_html, render_markdown
+
+    sections = [Section("A <b>", intro="x < y", bullets=["one & two"], figures=[Figure("f.png", "cap")],
+                        tables=[Table(["k", "v"], [["a|b", "<1>"]], caption="t", collapsed=True)]),
+                Section("A <b>", paragraphs=["again"], level=3)]
+    page = render_html(tmp_path / "p.html", "T <x>", sections, meta=["m"], links=[("s.csv", "s")]).read_text()
+    assert "<b>" not in page and "T &lt;x&gt;" in page and "one &amp; two" in page and "&lt;1&gt;" in page
+    assert 'id="a-b"' in page and 'id="a-b-x"' in page  # repeated titles get distinct anchors
+    assert "<details><summary>t (1 rows)</summary>" in page and 'src="f.png"' in page
+    md = render_markdown(tmp_path / "p.md", "T", sections).read_text()
+    assert "| a\\|b | <1> |" in md and "### A <b>" in md and "- one & two" in md
+
+
+def test_level_fraction_bars_and_integer_epoch_ticks():
+    from replearn.report.plots import plot_curves_by_depth, plot_level_fractions
+
+    trained = {"l1": [0.5, 0.1], "l2": [0.2, 0.3], "l3": [0.0, 0.5], "unlabelled": [0.3, 0.1]}
+    control = {"l1": [0.0, 0.0], "l2": [0.0, 0.0], "l3": [0.0, 0.0], "unlabelled": [1.0, 1.0]}
+    fig = plot_level_fractions(["blocks.0", "logits"], trained, control)
+    bars = fig.axes[0].patches
+    assert len(bars) == 16  # 2 layers x 4 levels x (trained, control)
+    tops = sorted({round(b.get_y() + b.get_height(), 6) for b in bars})
+    assert tops[-1] == pytest.approx(1.0)
+    fig = plot_curves_by_depth({1: [0.9, 0.95], 2: [0.8, 0.9]})
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
 
 
 def test_variant_names():
@@ -91,7 +166,7 @@ def test_two_run_sweep_end_to_end(tmp_path):
     report = run_script("compare_depth.py", f"sweep={sweep}", "cross_cka_images=200", "progress=false", timeout=600)
     assert report.returncode == 0, report.stderr[-3000:]
     out = sweep / "depth_report"
-    for name in ("summary.csv", "summary.md", "index.html", "accuracy_vs_depth.png", "probe_vs_position.png",
+    for name in ("summary.csv", "runs.csv", "summary.md", "index.html", "accuracy_vs_depth.png", "probe_vs_position.png",
                  "grad_norms.png", "complexity.png", "cka_within.png", "cka_cross_depth.png", "curves_by_depth.png"):
         assert (out / name).is_file(), name
 

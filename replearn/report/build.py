@@ -1,4 +1,4 @@
-"""``compare_depth``: aggregate a sweep into depth_report/ (figures, summary.csv, summary.md, index.html)."""
+"""``compare_depth``: aggregate a sweep into depth_report/ (figures, summary.csv, runs.csv, summary.md, index.html)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,33 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from replearn.atomic import atomic_write
+from replearn.report.claims import sweep_claims
 from replearn.report.collect import RunRecord, as_row, collect_runs, resolve_sweep_dir
-from replearn.report.page import write_markdown, write_page
+from replearn.report.layers import METRIC_BY_KEY, Cell, Metric, analysed_cells, layer_rows
+from replearn.report.page import write_report
 from replearn.report.plots import (
     grid_figure, plot_accuracy_vs_depth, plot_cka_heatmap, plot_curves_by_depth, plot_layer_profiles,
+    plot_level_fractions,
 )
 from replearn.report.stats import mean_ci95, nanmean
 
-COMPLEXITY = [
+DECODABILITY, DISSECTION, ARCHITECTURE = ("Class decodability", "Dissection: what the units detect",
+                                          "Architecture-dominated measures")
+# (metric key, y label, log scale) of the architecture-dominated figure.
+ARCHITECTURE_ROWS = [
     ("erf_area", "ERF: fraction of pixels holding 90% of |∂unit/∂input|", False),
-    ("class_selectivity", "class selectivity (mean over units)", False),
-    ("participation_ratio", "effective dimensionality (participation ratio)", True),
     ("actmax_spectral_centroid", "act-max spectral centroid (cycles/pixel)", False),
+    ("participation_ratio", "effective dimensionality (participation ratio)", True),
+    ("cka_input", "linear CKA with the input pixels", False),
 ]
+LAYER_COLUMNS = ["variant", "depth", "layer", "layer_index", "position", "metric", "n_seeds", "trained_mean",
+                 "trained_ci95", "control_mean", "control_ci95", "diff_mean", "diff_low", "diff_high", "diff_pairs",
+                 "trained_vs_control", "floor_mean", "floor_ci95", "floor_sd", "control_floor_mean", "trained_vs_floor"]
 
 
 def _by_variant(records: list[RunRecord]) -> dict[str, list[RunRecord]]:
@@ -45,22 +56,28 @@ def accuracy_table(records: list[RunRecord]) -> list[dict]:
     return table
 
 
-def _profile(records: list[RunRecord], block: str, key: str) -> dict[int, tuple[list[float], list[float]]]:
-    """Per depth: (relative positions, per-layer values averaged over seeds) from analysis.json."""
-    by_depth = defaultdict(list)
-    positions = {}
-    for r in records:
-        data = (r.analysis or {}).get(block)
-        if r.status != "ok" or not data or data.get(key) is None:
-            continue
-        by_depth[r.depth].append([math.nan if v is None else v for v in data[key]])
-        positions[r.depth] = r.analysis["position"]
-    return {d: (positions[d], nanmean(rows)) for d, rows in by_depth.items()}
+def _profile(cells: list[Cell], block: str, metric: Metric | str) -> dict[int, tuple[list[float], list[float]]]:
+    """Per depth: (relative positions, per-layer values averaged over seeds)."""
+    out = {}
+    for cell in cells:
+        series = cell.series(metric, block)
+        if series:
+            out[cell.depth] = (cell.position, nanmean(list(series.values())))
+    return out
 
 
 def _save(fig, path: Path) -> str:
     fig.savefig(path)
     return path.name
+
+
+def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    def write(handle):
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+    atomic_write(path, write)
 
 
 def compare_depth(cfg: DictConfig, output_dir: str | Path | None = None) -> Path:
@@ -70,19 +87,21 @@ def compare_depth(cfg: DictConfig, output_dir: str | Path | None = None) -> Path
     out = Path(output_dir) if output_dir else sweep_dir / "depth_report"
     out.mkdir(parents=True, exist_ok=True)
     variants = _by_variant(records)
+    cells = analysed_cells(records)
+    cells_of = {v: [c for c in cells if c.variant == v] for v in variants}
     figures: list[tuple[str, str, str]] = []  # (section, file, caption)
 
-    with open(out / "summary.csv", "w", newline="") as handle:
-        rows = [as_row(r) for r in records]
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    run_rows = [as_row(r) for r in records]
+    _write_csv(out / "runs.csv", run_rows, list(run_rows[0]))
+    rows = layer_rows(cells)
+    _write_csv(out / "summary.csv", rows, LAYER_COLUMNS)
+    claims = sweep_claims(cells, rows)
     table = accuracy_table(records)
 
-    steps = tqdm(total=6, desc="depth report", disable=not cfg.progress)
+    steps = tqdm(total=7, desc="depth report", disable=not cfg.progress)
     series = {v: {row["depth"]: (row["mean"], row["ci95"]) for row in table if row["variant"] == v and row["ok"]}
               for v in variants}
-    figures.append(("Accuracy", _save(plot_accuracy_vs_depth(series), out / "accuracy_vs_depth.png"),
+    figures.append(("Test accuracy", _save(plot_accuracy_vs_depth(series), out / "accuracy_vs_depth.png"),
                     "Test accuracy vs depth per variant; error bars are 95% t-intervals over seeds. "
                     "Diverged, failed and missing runs are listed in the table, not averaged in."))
     steps.update()
@@ -95,66 +114,122 @@ def compare_depth(cfg: DictConfig, output_dir: str | Path | None = None) -> Path
     figures.append(("Training", _save(fig, out / "curves_by_depth.png"), "Validation accuracy per epoch for each depth."))
     steps.update()
 
-    sections = [
-        ("Probes", "probe_eval_acc", "linear-probe accuracy (held-out)", False, "probe_vs_position.png",
-         "Linear-probe accuracy of every layer (input pixels at 0, logits at 1), averaged over seeds; "
-         "dashed: the same architecture at random init."),
-        ("Trainability", "grad_norm", "gradient norm of the block's weights", True, "grad_norms.png",
+    fig, axes = grid_figure(2, len(variants))
+    for col, variant in enumerate(variants):
+        mine = cells_of[variant]
+        plot_layer_profiles(_profile(mine, "trained", "probe_eval_acc"), _profile(mine, "random_init", "probe_eval_acc"),
+                            ylabel="linear-probe accuracy (held-out)", title=variant, ax=axes[0, col],
+                            floors=_profile(mine, "trained", "probe_shuffled_eval_acc"))
+        plot_layer_profiles(_profile(mine, "trained", "class_selectivity"),
+                            _profile(mine, "random_init", "class_selectivity"),
+                            ylabel="class selectivity (mean over units)", title=variant, ax=axes[1, col])
+    figures.append((DECODABILITY, _save(fig, out / "probe_vs_position.png"),
+                    "Top: linear-probe accuracy of every layer (input pixels at 0, logits at 1), averaged over seeds; "
+                    "dashed: the same architecture at random init; dotted: the trained network's shuffled-label "
+                    "floor. Bottom: class selectivity, trained (solid) and random init (dashed)."))
+    steps.update()
+
+    for key, label, log, name, caption in (
+        ("grad_norm", "gradient norm of the block's weights", True, "grad_norms.png",
          "Per-layer weight-gradient norm at the end of training (solid) and at initialization (dashed, "
          "the random-init network of the same seed)."),
-        ("Trainability", "dead_fraction", "fraction of dead ReLU units", False, "dead_units.png",
+        ("dead_fraction", "fraction of dead ReLU units", False, "dead_units.png",
          "Units never positive on the analysed test images; dashed: random init."),
-    ]
-    for section, key, label, log, name, caption in sections:
+    ):
         fig, axes = grid_figure(1, len(variants))
-        for ax, (variant, runs) in zip(axes[0], variants.items()):
-            plot_layer_profiles(_profile(runs, "trained", key), _profile(runs, "random_init", key),
+        for ax, variant in zip(axes[0], variants):
+            plot_layer_profiles(_profile(cells_of[variant], "trained", key), _profile(cells_of[variant], "random_init", key),
                                 ylabel=label, title=variant, log=log, ax=ax)
-        figures.append((section, _save(fig, out / name), caption))
+        figures.append(("Trainability", _save(fig, out / name), caption))
     steps.update()
 
-    fig, axes = grid_figure(len(COMPLEXITY), len(variants))
-    for row, (key, label, log) in enumerate(COMPLEXITY):
-        for col, (variant, runs) in enumerate(variants.items()):
-            plot_layer_profiles(_profile(runs, "trained", key), _profile(runs, "random_init", key),
+    fig, axes = grid_figure(len(ARCHITECTURE_ROWS), len(variants))
+    for row, (key, label, log) in enumerate(ARCHITECTURE_ROWS):
+        metric = METRIC_BY_KEY[key]
+        for col, variant in enumerate(variants):
+            plot_layer_profiles(_profile(cells_of[variant], "trained", metric),
+                                _profile(cells_of[variant], "random_init", metric),
                                 ylabel=label, title=variant, log=log, ax=axes[row, col])
-    figures.append(("Pattern complexity", _save(fig, out / "complexity.png"),
-                    "Complexity per layer vs relative position, trained (solid) and random-init control (dashed): "
-                    "effective receptive field, class selectivity, participation ratio, spectral centroid of "
-                    "activation-maximization images."))
+    figures.append((ARCHITECTURE, _save(fig, out / "complexity.png"),
+                    "Architecture-dominated measures per layer vs relative position, trained (solid) and random-init "
+                    "control (dashed): effective receptive field, spectral centroid of activation-maximization "
+                    "images, participation ratio, CKA with the input pixels. Where the dashed line follows the "
+                    "solid one, the architecture, not training, sets the value."))
     steps.update()
 
-    figures.extend(_within_cka(variants, out))
+    figures.extend(_dissection_figure(cells_of, out))
+    figures.extend(_within_cka(cells_of, out))
     steps.update()
     figures.extend(_cross_depth_cka(variants, out, cfg))
     steps.update()
     steps.close()
 
-    write_markdown(out / "summary.md", sweep_dir, table, records)
-    index = write_page(out / "index.html", sweep_dir, table, records, figures)
+    index = write_report(out, sweep_dir, table, records, claims, rows, figures)
     print(f"depth report of {len(records)} runs ({sum(r.status == 'ok' for r in records)} ok) -> {index}")
     return index
 
 
-def _within_cka(variants: dict[str, list[RunRecord]], out: Path) -> list[tuple[str, str, str]]:
-    """Within-model CKA grids: one row per variant, one column per depth (lowest seed)."""
-    depths = sorted({r.depth for runs in variants.values() for r in runs if r.analysis})
-    if not depths:
+def _seed_mean(cell: Cell, key: str, block: str) -> list[float]:
+    series = cell.series(key, block)
+    return nanmean(list(series.values())) if series else [math.nan] * len(cell.layers)
+
+
+def _dissection_figure(cells_of: dict[str, list[Cell]], out: Path) -> list[tuple[str, str, str]]:
+    """Stacked level fractions per layer, trained vs control: one row per variant, one column per depth."""
+    keys = {"l1": "dissect_fraction_l1", "l2": "dissect_fraction_l2", "l3": "dissect_fraction_l3",
+            "unlabelled": "dissect_fraction_unlabelled"}
+    todo = {v: [c for c in cells if c.series(keys["l1"])] for v, cells in cells_of.items()}
+    todo = {v: cells for v, cells in todo.items() if cells}
+    if not todo:
         return []
-    fig, axes = grid_figure(len(variants), len(depths), width=3.2, height=2.9)
-    for row, (variant, runs) in enumerate(variants.items()):
+    depths = sorted({c.depth for cells in todo.values() for c in cells})
+    fig, axes = grid_figure(len(todo), len(depths), width=1.2 + 0.55 * (max(depths) + 1), height=3.3)
+    for row, (variant, cells) in enumerate(todo.items()):
+        by_depth = {c.depth: c for c in cells}
         for col, depth in enumerate(depths):
             ax = axes[row, col]
-            candidates = sorted((r for r in runs if r.depth == depth and r.analysis and r.status == "ok"),
-                                key=lambda r: r.seed)
-            cka = candidates[0].analysis["trained"].get("cka") if candidates else None
-            if cka is None:
-                ax.set_title(f"{variant} depth {depth}: no analysis", fontsize=8)
+            cell = by_depth.get(depth)
+            if cell is None:
+                ax.set_title(f"{variant} depth {depth}: no dissection", fontsize=8)
                 ax.axis("off")
                 continue
-            plot_cka_heatmap(cka, candidates[0].analysis["layers"], title=f"{variant}, depth {depth}", ax=ax)
+            shown = [i for i, name in enumerate(cell.layers) if name != "input"]
+            means = {block: {k: [_seed_mean(cell, key, block)[i] for i in shown] for k, key in keys.items()}
+                     for block in ("trained", "random_init")}
+            control = means["random_init"] if cell.series(keys["l1"], "random_init") else None
+            plot_level_fractions([cell.layers[i] for i in shown], means["trained"], control,
+                                 title=f"{variant}, depth {depth} ({len(cell.seeds)} seeds)", ax=ax, note=False,
+                                 legend=row == 0 and col == 0)
+    return [(DISSECTION, _save(fig, out / "dissection_levels.png"),
+             "Fraction of each layer's units labelled with a level-1 (edges & strokes), level-2 (parts & shapes) "
+             "or level-3 (digit) concept, or unlabelled, averaged over seeds; per layer, the left solid bar is the "
+             "trained network, the right hatched bar its random-init control.")]
+
+
+def _within_cka(cells_of: dict[str, list[Cell]], out: Path) -> list[tuple[str, str, str]]:
+    """Within-model CKA grids averaged over seeds: per variant a trained row and a random-init row, one column per depth."""
+    depths = sorted({c.depth for cells in cells_of.values() for c in cells})
+    if not depths:
+        return []
+    fig, axes = grid_figure(2 * len(cells_of), len(depths), width=3.2, height=2.9)
+    for v, (variant, cells) in enumerate(cells_of.items()):
+        by_depth = {c.depth: c for c in cells}
+        for b, (block, name) in enumerate((("trained", "trained"), ("random_init", "random init"))):
+            for col, depth in enumerate(depths):
+                ax = axes[2 * v + b, col]
+                cell = by_depth.get(depth)
+                grids = [np.asarray(a[block]["cka"], dtype=float) for a in (cell.analyses.values() if cell else [])
+                         if isinstance(a.get(block), dict) and a[block].get("cka")]
+                if not grids or len({g.shape for g in grids}) != 1:
+                    ax.set_title(f"{variant} depth {depth} {name}: no CKA", fontsize=8)
+                    ax.axis("off")
+                    continue
+                plot_cka_heatmap(np.nanmean(np.stack(grids), axis=0), cell.layers,
+                                 title=f"{variant}, depth {depth}, {name} ({len(grids)} seeds)", ax=ax)
     return [("Representation similarity", _save(fig, out / "cka_within.png"),
-             "Linear CKA between every pair of layers within one model (input … logits)."),]
+             "Linear CKA between every pair of layers within one model (input … logits), averaged over seeds; "
+             "for each variant the top row is the trained network and the row below it the same architecture at "
+             "random init, so structure that is already there before training shows up in both."), ]
 
 
 def _cross_depth_cka(variants: dict[str, list[RunRecord]], out: Path, cfg: DictConfig) -> list[tuple[str, str, str]]:

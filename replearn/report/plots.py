@@ -7,6 +7,15 @@ import math
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+# Dissection levels: colour per level, in stacking order (bottom to top).
+LEVEL_STYLE = [
+    ("l1", "level 1: edges & strokes", "#4c72b0"),
+    ("l2", "level 2: parts & shapes", "#dd8452"),
+    ("l3", "level 3: digits", "#55a868"),
+    ("unlabelled", "unlabelled", "#d9d9d9"),
+]
 
 
 def _axes(ax, figsize=(6, 4)):
@@ -48,6 +57,7 @@ def plot_curves_by_depth(curves: dict[int, list[float]], title: str = "", ax=Non
     for depth in sorted(curves):
         acc = curves[depth]
         ax.plot(range(1, len(acc) + 1), [100 * a for a in acc], "o-", color=colors[depth], label=f"depth {depth}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(title)
@@ -58,10 +68,12 @@ def plot_curves_by_depth(curves: dict[int, list[float]], title: str = "", ax=Non
 
 def plot_layer_profiles(profiles: dict[int, tuple[list[float], list[float]]],
                         controls: dict[int, tuple[list[float], list[float]]] | None = None,
-                        ylabel: str = "", title: str = "", log: bool = False, ax=None) -> Figure:
+                        ylabel: str = "", title: str = "", log: bool = False, ax=None,
+                        floors: dict[int, tuple[list[float], list[float]]] | None = None) -> Figure:
     """A per-layer measure vs relative layer position (0 = input, 1 = logits), one line per depth.
 
-    profiles[depth] = (positions, values); controls (random-init network) are drawn dashed.
+    profiles[depth] = (positions, values); controls (random-init network) are drawn dashed, floors
+    (shuffled-label chance level) dotted.
     """
     fig, ax = _axes(ax)
     colors = depth_colors(list(profiles))
@@ -71,11 +83,15 @@ def plot_layer_profiles(profiles: dict[int, tuple[list[float], list[float]]],
         if controls and depth in controls:
             cx, cy = controls[depth]
             ax.plot(cx, cy, "--", color=colors[depth], alpha=0.6, linewidth=1)
+        if floors and depth in floors:
+            fx, fy = floors[depth]
+            ax.plot(fx, fy, ":", color=colors[depth], alpha=0.8, linewidth=1)
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("relative layer position (0 = input, 1 = logits)")
     ax.set_ylabel(ylabel)
-    ax.set_title(title + ("  (dashed: random-init control)" if controls else ""), fontsize=9)
+    notes = (["dashed: random-init control"] if controls else []) + (["dotted: shuffled-label floor"] if floors else [])
+    ax.set_title(title + (f"\n({'; '.join(notes)})" if notes else ""), fontsize=9)
     ax.grid(alpha=0.3)
     if profiles:
         ax.legend(fontsize=7, ncol=2)
@@ -96,6 +112,34 @@ def plot_cka_heatmap(matrix, row_labels: list[str], col_labels: list[str] | None
     ax.set_xticks(range(0, len(col_labels), step_c), col_labels[::step_c], fontsize=7, rotation=90)
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, shrink=0.8, label="linear CKA")
+    return fig
+
+
+def plot_level_fractions(layers: list[str], trained: dict[str, list[float]], control: dict[str, list[float]] | None = None,
+                         title: str = "", ax=None, legend: bool = True, note: bool = True) -> Figure:
+    """Stacked fractions of units per dissection level for each layer: trained (solid), control (hatched, right).
+
+    trained[level][i] is the fraction at layers[i] for level in l1, l2, l3, unlabelled (nan: no data).
+    """
+    fig, ax = _axes(ax, figsize=(1 + 0.7 * len(layers), 3.4))
+    x = np.arange(len(layers))
+    bars = [(trained, -0.2 if control else 0.0, {}, "trained")]
+    if control:
+        bars.append((control, 0.2, {"hatch": "///", "alpha": 0.55, "edgecolor": "white"}, "control"))
+    for data, offset, style, _ in bars:
+        bottom = np.zeros(len(layers))
+        for key, label, color in LEVEL_STYLE:
+            values = np.nan_to_num(np.asarray(data.get(key, [math.nan] * len(layers)), dtype=float))
+            ax.bar(x + offset, values, width=0.38 if control else 0.7, bottom=bottom, color=color,
+                   label=label if data is trained else None, **style)
+            bottom += values
+    ax.set_xticks(x, layers, rotation=60, fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("fraction of units")
+    ax.set_title(title + ("\n(left solid: trained, right hatched: random-init control)" if control and note else ""),
+                 fontsize=9)
+    if legend:
+        ax.legend(fontsize=7, loc="upper left")
     return fig
 
 

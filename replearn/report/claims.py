@@ -1,0 +1,193 @@
+"""Summary sentences computed from a sweep's numbers (never written with the hoped-for trend in mind).
+
+Per variant and metric: the direction the trained value moves with relative
+layer position (the least-squares slope over hidden layers, fitted per seed
+with all depths pooled, then a 95% t-interval over seeds), the same slope for
+the random-init control, and how many depth × layer cells have a trained −
+control difference (paired by seed) whose 95% CI is above 0, below 0 or
+includes 0. For the dissection, the level centroids (mean relative position
+of the units labelled at each level) and in how many seeds edges < parts <
+digits holds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+from replearn.report.layers import INPUT, METRICS, Cell, Metric
+from replearn.report.stats import Interval, interval, slope
+
+LEVELS = {1: "edges & strokes", 2: "parts & shapes", 3: "digits"}
+
+
+@dataclass
+class Claim:
+    """One computed sentence and the numbers behind it."""
+
+    variant: str
+    topic: str  # a metric key, or "dissection_order"
+    group: str
+    text: str
+    numbers: dict = field(default_factory=dict)
+
+
+def _num(x: float, signed: bool = True) -> str:
+    if x is None or math.isnan(x):
+        return "n/a"
+    return f"{x:+.3f}" if signed else f"{x:.3f}"
+
+
+def _upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _ci(iv: Interval, signed: bool = True) -> str:
+    """'mean [low, high]' (95% CI over seeds), or the single seed's value."""
+    if iv.n < 2 or math.isnan(iv.low):
+        return f"{_num(iv.mean, signed)} (one seed, no CI)" if iv.n == 1 else "n/a"
+    return f"{_num(iv.mean, signed)} [{_num(iv.low, signed)}, {_num(iv.high, signed)}]"
+
+
+def seed_slopes(cells: list[Cell], metric: Metric, block: str = "trained") -> dict[int, float]:
+    """Per seed: slope of the metric vs relative position over hidden layers, all depths pooled."""
+    points: dict[int, tuple[list, list]] = {}
+    for cell in cells:
+        for seed, values in cell.series(metric, block).items():
+            xs, ys = points.setdefault(seed, ([], []))
+            for i in cell.hidden():
+                if values[i] is not None:
+                    xs.append(cell.position[i])
+                    ys.append(values[i])
+    return {seed: slope(xs, ys) for seed, (xs, ys) in sorted(points.items())}
+
+
+def direction(iv: Interval) -> str:
+    """'rises', 'falls', 'no clear direction' (CI includes 0) or 'flat' from a slope interval."""
+    sign = iv.sign
+    if sign == "above 0":
+        return "rises"
+    if sign == "below 0":
+        return "falls"
+    if sign == "includes 0":
+        return "no clear direction"
+    if sign == "zero":
+        return "flat"
+    if iv.n == 1 and not math.isnan(iv.mean):
+        return ("rises" if iv.mean > 0 else "falls" if iv.mean < 0 else "flat") + " in the single seed"
+    return "no slope (fewer than two layer positions)"
+
+
+def control_counts(rows: list[dict], key: str = "trained_vs_control") -> Counter:
+    """Counts of the per-cell verdicts over depth × layer cells (the input layer excluded: it is the same image)."""
+    return Counter(row[key] for row in rows if row["layer"] != INPUT and row[key])
+
+
+def _counts_text(counts: Counter, what: str) -> str:
+    total = sum(counts.values())
+    if not total:
+        return f"no depth × layer cell to compare with the {what}"
+    same = counts["includes 0"] + counts["zero"]
+    text = (f"trained above the {what} in {counts['above 0']} of {total} depth × layer cells, below in "
+            f"{counts['below 0']}, no difference in {same}")
+    if counts["no CI"]:
+        text += f", untested (one seed) in {counts['no CI']}"
+    return text
+
+
+def metric_claim(variant: str, metric: Metric, cells: list[Cell], rows: list[dict]) -> Claim | None:
+    """The trend and control sentence of one metric for one variant (None without data)."""
+    rows = [r for r in rows if r["variant"] == variant and r["metric"] == metric.key]
+    if not rows:
+        return None
+    trained = interval(list(seed_slopes(cells, metric, "trained").values()))
+    control = interval(list(seed_slopes(cells, metric, "random_init").values()))
+    counts = control_counts(rows)
+    text = (f"{_upper(metric.label)}: trained {direction(trained)} with layer position (slope {_ci(trained)}, "
+            f"{trained.n} seed(s)); control {direction(control)} (slope {_ci(control)}). "
+            f"{_upper(_counts_text(counts, 'control'))}.")
+    numbers = {"slope": trained, "control_slope": control, "vs_control": dict(counts)}
+    if metric.floor_key:
+        floor = control_counts(rows, "trained_vs_floor")
+        if sum(floor.values()):
+            text += f" {_upper(_counts_text(floor, 'shuffled-label floor'))}."
+            numbers["vs_floor"] = dict(floor)
+    if metric.group == "architecture":
+        total, same = sum(counts.values()), counts["includes 0"] + counts["zero"]
+        verdict = ("training does not move it in any cell" if total and same == total else
+                   f"training moves it in {total - same} of {total} cells")
+        text += f" Architecture-dominated: {verdict}; not evidence for the claim."
+    return Claim(variant, metric.key, metric.group, text, numbers)
+
+
+def _unit_counts(analysis: dict, block: str, layers: list[str]) -> list[float]:
+    """Units per layer from the dissection block (1 per layer when it is absent, so fractions weigh equally)."""
+    per_layer = ((analysis.get("dissection") or {}).get(block) or {})
+    return [float(len((per_layer.get(name) or {}).get("best_concept") or [])) or 1.0 for name in layers]
+
+
+def level_centroids(cells: list[Cell], block: str = "trained") -> dict[int, dict[int, float]]:
+    """seed -> {level: mean relative position of the units labelled at that level (hidden layers, depths pooled)}."""
+    sums: dict[int, dict[int, list[float]]] = {}
+    for cell in cells:
+        fractions = {lv: cell.series(f"dissect_fraction_l{lv}", block) for lv in LEVELS}
+        for seed, analysis in cell.analyses.items():
+            units = _unit_counts(analysis, block, cell.layers)
+            acc = sums.setdefault(seed, {lv: [0.0, 0.0] for lv in LEVELS})
+            for lv in LEVELS:
+                values = fractions[lv].get(seed)
+                if values is None:
+                    continue
+                for i in cell.hidden():
+                    if values[i] is not None:
+                        weight = values[i] * units[i]
+                        acc[lv][0] += weight * cell.position[i]
+                        acc[lv][1] += weight
+    return {seed: {lv: (s / w if w > 0 else math.nan) for lv, (s, w) in acc.items()} for seed, acc in sorted(sums.items())}
+
+
+def _order_holds(c: dict[int, float]) -> bool:
+    return all(not math.isnan(c[lv]) for lv in LEVELS) and c[1] < c[2] < c[3]
+
+
+def order_claim(variant: str, cells: list[Cell]) -> Claim | None:
+    """Where units of each level sit, and in how many seeds edges < parts < digits holds; trained and control."""
+    if not any(cell.series("dissect_fraction_l1", "trained") for cell in cells):
+        return None
+    parts, numbers = [], {}
+    for block, name in (("trained", "trained"), ("random_init", "random-init control")):
+        per_seed = level_centroids(cells, block)
+        if not per_seed:
+            continue
+        ivs = {lv: interval([c[lv] for c in per_seed.values()]) for lv in LEVELS}
+        holds = sum(_order_holds(c) for c in per_seed.values())
+        numbers[block] = {"centroids": ivs, "order_holds": holds, "seeds": len(per_seed)}
+        where = ", ".join(f"{LEVELS[lv]} {_ci(ivs[lv], signed=False)}" if ivs[lv].n
+                          else f"{LEVELS[lv]} none labelled" for lv in LEVELS)
+        parts.append(f"{name}: {where}; edges < parts < digits in {holds} of {len(per_seed)} seed(s)")
+    text = "Level centroids (mean relative position of the units labelled at each level) — " + ". ".join(parts) + "."
+    trained = numbers.get("trained")
+    if trained:
+        if trained["order_holds"] < trained["seeds"]:
+            text += (f" The trained networks do not show the edges < parts < digits order in every seed "
+                     f"({trained['seeds'] - trained['order_holds']} of {trained['seeds']} do not).")
+        control = numbers.get("random_init")
+        if control and trained["order_holds"] and control["order_holds"] == control["seeds"]:
+            text += " The control shows the same order in every seed, so the order alone is not evidence of learning."
+    return Claim(variant, "dissection_order", "dissection", text, numbers)
+
+
+def sweep_claims(cells: list[Cell], rows: list[dict], metrics: list[Metric] = METRICS) -> list[Claim]:
+    """Every computed sentence, per variant: one per metric with data, plus the dissection order."""
+    claims = []
+    for variant in sorted({c.variant for c in cells}):
+        mine = [c for c in cells if c.variant == variant]
+        for metric in metrics:
+            claim = metric_claim(variant, metric, mine, rows)
+            if claim:
+                claims.append(claim)
+        order = order_claim(variant, mine)
+        if order:
+            claims.append(order)
+    return claims
