@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -15,13 +17,18 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from replearn.atomic import atomic_write_json
-from replearn.checkpoint import CHECKPOINT_NAME, checkpoint_path, load_checkpoint, save_checkpoint
+from replearn.atomic import atomic_write, atomic_write_json
+from replearn.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from replearn.data import Splits, load_splits
 from replearn.device import autocast_dtype, resolve_device, resolve_threads, seed_everything
 from replearn.errors import ReplearnError
+from replearn.guards import check_images, check_training
+from replearn.lock import RunLock
 from replearn.loggers import build_loggers, console_logging
 from replearn.models import LayeredModel, build_model, count_parameters
+from replearn.resume import (
+    HISTORY_DIR, RESUMES_NAME, Start, describe_changes, prepare_start, record_resume, resume_target,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,15 +109,39 @@ class RunWriter:
         OmegaConf.save(cfg, self.dir / "config.yaml", resolve=True)
 
     def read_metrics(self) -> list[dict]:
+        """The epoch rows; a line torn by a kill mid-write (or any unreadable line) is dropped."""
         if not self.metrics_path.exists():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        rows = []
+        for line in self.metrics_path.read_text(errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("epoch"), int):
+                rows.append(row)
+        return rows
 
     def truncate_metrics(self, last_epoch: int) -> list[dict]:
         """Keep the metrics of epochs <= last_epoch (those the checkpoint has seen)."""
         kept = [m for m in self.read_metrics() if m["epoch"] <= last_epoch]
-        self.metrics_path.write_text("".join(json.dumps(m) + "\n" for m in kept))
+        atomic_write(self.metrics_path, lambda handle: handle.write("".join(json.dumps(m) + "\n" for m in kept)))
         return kept
+
+    def begin_fresh(self) -> None:
+        """Start over: results and resume records of an earlier run in this folder go (trainer.force=true)."""
+        for name in ("final.json", "analysis.json", RESUMES_NAME):
+            (self.dir / name).unlink(missing_ok=True)
+        shutil.rmtree(self.dir / HISTORY_DIR, ignore_errors=True)
+        self.truncate_metrics(0)
+
+    def begin_resume(self, start: Start) -> None:
+        """Record the resume (changes, the replaced config, earlier results); results the run will redo go."""
+        config = self.dir / "config.yaml"
+        old_text = config.read_text(errors="replace") if config.is_file() else None
+        record_resume(start.plan, old_text, start.final)
+        for name in ("final.json", "analysis.json"):
+            (self.dir / name).unlink(missing_ok=True)
 
     def append_metrics(self, row: dict) -> None:
         with open(self.metrics_path, "a") as handle:
@@ -123,18 +154,9 @@ class RunWriter:
         from replearn.curves import plot_training_curves
 
         if metrics:
-            plot_training_curves(metrics, title=title).savefig(self.dir / "curves.png")
-
-
-def finished_status(output_dir: Path) -> str | None:
-    """The status in ``final.json`` if this folder holds a finished run."""
-    final = Path(output_dir) / "final.json"
-    if not final.exists():
-        return None
-    try:
-        return json.loads(final.read_text()).get("status")
-    except (json.JSONDecodeError, OSError):
-        return None
+            # None (nothing measured, e.g. data.val_size=0) is drawn as a gap.
+            rows = [{k: math.nan if v is None else v for k, v in m.items()} for m in metrics]
+            plot_training_curves(rows, title=title).savefig(self.dir / "curves.png")
 
 
 def describe(cfg: DictConfig) -> str:
@@ -150,31 +172,53 @@ def train(cfg: DictConfig, output_dir: str | Path) -> dict:
     """
     console_logging()
     output_dir = Path(output_dir)
-    resume = cfg.trainer.resume
-    if resume:
+    if cfg.trainer.resume:
         # Resuming continues in the original run folder so its files stay together.
-        output_dir = checkpoint_path(resume).parent
-    status = finished_status(output_dir)
-    if status in FINISHED and not cfg.trainer.force and not resume:
-        log.info(f"skipping {output_dir}: already finished ({status}); pass trainer.force=true to re-run")
-        return json.loads((output_dir / "final.json").read_text())
+        output_dir = resume_target(cfg.trainer.resume)
+    check_training(cfg)  # the resource guard: arithmetic on the config, before anything is allocated
+    prepare_start(cfg, output_dir)  # read-only first: a refusal leaves the folder exactly as it was
+    with RunLock(output_dir):
+        # Decided again under the lock: another process may have changed the folder meanwhile.
+        start = prepare_start(cfg, output_dir)
+        if start.kind == "skip":
+            log.info(start.message)
+            if start.final.get("status") == "ok" and cfg.analysis.enabled and not (output_dir / "analysis.json").is_file():
+                log.info(f"{output_dir} has no analysis.json (stopped before it was written): completing it")
+                _maybe_analyze(cfg, output_dir)
+            return start.final
+        clean_stale_temp(output_dir)
+        try:
+            return _train_locked(cfg, output_dir, start)
+        except OSError as exc:  # a full disk, a folder made read-only mid-run
+            saved = (output_dir / CHECKPOINT_NAME).is_file()
+            raise ReplearnError(
+                f"cannot write {exc.filename or output_dir}: {exc.strerror or exc}; free disk space or fix the "
+                + (f"permissions, then continue with trainer.resume={output_dir}" if saved else "permissions, then run again")
+            ) from None
+
+
+def _train_locked(cfg: DictConfig, output_dir: Path, start: Start) -> dict:
+    """The training itself, in a run folder this process owns."""
     wall_start = time.perf_counter()
     device = resolve_device(cfg.device)
     threads = resolve_threads(cfg.trainer.threads, device)
     shuffle_gen = seed_everything(cfg.seed)
     model = build_model(**model_kwargs(cfg.model)).to(device)
-    splits = load_splits(cfg.data).to(device)
+    splits = check_images(load_splits(cfg.data), cfg.data).to(device)
     writer = RunWriter(output_dir)
 
     steps_per_epoch = math.ceil(len(splits.train_x) / cfg.trainer.batch_size)
     optimizer = build_optimizer(cfg.optim, model.parameters())
     scheduler = build_scheduler(cfg.trainer, optimizer, cfg.optim.lr, steps_per_epoch * cfg.trainer.epochs)
     start_epoch, metrics, extra = 1, [], {}
-    if resume:
-        start_epoch, metrics, extra = _restore(cfg, resume, model, optimizer, scheduler, shuffle_gen, writer, device)
-        log.info(f"resuming {output_dir} after epoch {start_epoch - 1}")
+    if start.kind == "resume":
+        writer.begin_resume(start)
+        start_epoch, metrics, extra, scheduler = _restore(cfg, start, model, optimizer, scheduler, shuffle_gen,
+                                                          writer, steps_per_epoch)
+        changes = describe_changes(start.plan.changes)
+        log.info(f"resuming {output_dir} after epoch {start_epoch - 1}" + (f" with {changes}" if changes else ""))
     else:
-        writer.truncate_metrics(0)
+        writer.begin_fresh()
     writer.write_config(cfg)
 
     train_x = splits.normalize(splits.train_x)  # (N, 1, 28, 28) float, normalized once
@@ -186,8 +230,12 @@ def train(cfg: DictConfig, output_dir: str | Path) -> dict:
         for epoch in range(start_epoch, cfg.trainer.epochs + 1):
             row = _train_epoch(cfg, model, optimizer, scheduler, train_x, splits, shuffle_gen, device, epoch, extra,
                                on_step=loggers.log_step if loggers.wants_steps else None)
+            # With data.val_size=0 there is nothing to measure: None, never a made-up 0.
             row["val_loss"], row["val_acc"] = evaluate(model, splits.val_x, splits.val_y, splits,
-                                                       cfg.trainer.eval_batch_size)
+                                                       cfg.trainer.eval_batch_size) if len(splits.val_y) else (None, None)
+            reason = exploded(row, extra.get("initial_loss"), f"epoch {epoch}")
+            if reason:
+                raise Diverged(reason)  # before the checkpoint: the last good epoch stays saved
             metrics.append(row)
             writer.append_metrics(row)
             save_checkpoint(_state(cfg, model, optimizer, scheduler, shuffle_gen, epoch, extra),
@@ -195,7 +243,7 @@ def train(cfg: DictConfig, output_dir: str | Path) -> dict:
             loggers.log_epoch(metrics, model, splits)
             log.info(
                 f"epoch {epoch}/{cfg.trainer.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
-                f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  lr {row['lr']:.2e}"
+                f"  {_val_text(row)}  lr {row['lr']:.2e}"
                 f"  {row['epoch_seconds']:.1f}s ({row['samples_per_s']:,.0f} samples/s)"
             )
             changed = threads.update()
@@ -204,19 +252,26 @@ def train(cfg: DictConfig, output_dir: str | Path) -> dict:
     except Diverged as exc:
         writer.write_curves(metrics, title)
         final = _final(cfg, model, metrics, wall_start, status="diverged", extra=extra)
-        final["error"] = str(exc)
+        final["error"] = f"{exc}; {_divergence_advice(cfg, output_dir, metrics)}"
         writer.write_json("final.json", final)
         loggers.close()
-        raise ReplearnError(str(exc)) from None
+        raise ReplearnError(final["error"]) from None
     except KeyboardInterrupt:
-        log.warning(f"interrupted; the last finished epoch is saved: resume with trainer.resume={output_dir}")
+        log.warning(f"interrupted; the last finished epoch is saved: resume with trainer.resume={output_dir}" if metrics
+                    else "interrupted before the first epoch finished; nothing was saved")
         loggers.close()
         raise
     writer.write_curves(metrics, title)
     test_loss, test_acc = evaluate(model, splits.test_x, splits.test_y, splits, cfg.trainer.eval_batch_size)
-    final = _final(cfg, model, metrics, wall_start, status="ok", extra=extra)
+    reason = exploded({"test_loss": test_loss, "test_acc": test_acc}, extra.get("initial_loss"), "the end")
+    final = _final(cfg, model, metrics, wall_start, status="diverged" if reason else "ok", extra=extra)
     final.update(test_loss=test_loss, test_acc=test_acc)
+    if reason:
+        final["error"] = f"{reason}; {_divergence_advice(cfg, output_dir, metrics)}"
     writer.write_json("final.json", final)
+    if reason:
+        loggers.close()
+        raise ReplearnError(final["error"])
     loggers.log_end(model, splits, final)
     loggers.close()
     log.info(f"test accuracy {100 * test_acc:.2f}%  (loss {test_loss:.4f})  wall time {final['wall_seconds']:.1f}s  -> {output_dir}")
@@ -250,12 +305,11 @@ def _train_epoch(cfg, model, optimizer, scheduler, train_x, splits, shuffle_gen,
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.trainer.label_smoothing)
         if step % check_every == 0 and not torch.isfinite(loss):
-            raise Diverged(
-                f"loss became {float(loss.detach())} at epoch {epoch}, step {step + 1}; the last good checkpoint is kept: "
-                f"lower the learning rate (optim.lr={cfg.optim.lr}) or add normalization (model.norm=batchnorm)"
-            )
+            raise Diverged(f"loss became {float(loss.detach())} at epoch {epoch}, step {step + 1}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if "initial_loss" not in extra:
+            extra["initial_loss"] = float(loss.detach())  # the yardstick for an exploding loss
         if "grad_norms_init" not in extra:
             extra["grad_norms_init"] = block_grad_norms(model)
         optimizer.step()
@@ -270,7 +324,7 @@ def _train_epoch(cfg, model, optimizer, scheduler, train_x, splits, shuffle_gen,
             bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{float(correct) / seen:.4f}", refresh=False)
     extra["grad_norms_final"] = block_grad_norms(model)
     if not torch.isfinite(loss_sum):
-        raise Diverged(f"loss became non-finite during epoch {epoch}; lower the learning rate (optim.lr={cfg.optim.lr})")
+        raise Diverged(f"loss became non-finite during epoch {epoch}")
     seconds = time.perf_counter() - start
     return {
         "epoch": epoch,
@@ -298,28 +352,104 @@ def _state(cfg, model, optimizer, scheduler, shuffle_gen, epoch, extra) -> dict:
     }
 
 
-def _restore(cfg, resume, model, optimizer, scheduler, shuffle_gen, writer, device):
-    state = load_checkpoint(resume, map_location=device)
-    saved_model = state["config"]["model"]
-    if saved_model != model_kwargs(cfg.model):
-        raise ReplearnError(
-            f"checkpoint {checkpoint_path(resume)} was trained with model {saved_model}; "
-            "resume with the same model settings"
-        )
+def _restore(cfg, start: Start, model, optimizer, scheduler, shuffle_gen, writer, steps_per_epoch):
+    """Load the checkpoint's state; returns (first epoch to run, metrics so far, extra, scheduler).
+
+    Unchanged settings restore the optimizer and scheduler exactly (bit-identical continuation).
+    Re-planned settings (replearn.resume) keep the optimizer's moments, take the new
+    hyper-parameters, and rebuild the lr schedule for the new plan, stepped to where the run is.
+    """
+    state, plan = start.state, start.plan
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state["scheduler"] is not None:
+    if plan.replan:
+        total = steps_per_epoch * cfg.trainer.epochs
+        saved = state.get("scheduler") or {}
+        done = saved.get("last_epoch", state["epoch"] * steps_per_epoch)
+        scheduler = replan_schedule(cfg, optimizer, total, done)
+    elif scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"].cpu())
     shuffle_gen.set_state(state["rng"]["shuffle"].cpu())
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
     metrics = writer.truncate_metrics(state["epoch"])
-    return state["epoch"] + 1, metrics, dict(state.get("extra") or {})
+    return state["epoch"] + 1, metrics, dict(state.get("extra") or {}), scheduler
+
+
+# Keys the lr schedulers add to the optimizer's param groups; dropped so a new schedule sets its own.
+_SCHEDULE_KEYS = ("initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum")
+
+
+def replan_schedule(cfg, optimizer, total_steps: int, steps_done: int):
+    """New hyper-parameters in the optimizer and a new schedule for ``total_steps``, advanced by ``steps_done``."""
+    for group in optimizer.param_groups:
+        for key in _SCHEDULE_KEYS:
+            group.pop(key, None)
+        group["lr"] = cfg.optim.lr
+        group["weight_decay"] = cfg.optim.weight_decay
+        if cfg.optim.name == "adam":
+            group["betas"] = (cfg.optim.beta1, cfg.optim.beta2)
+        else:
+            group["momentum"] = cfg.optim.momentum
+            group["nesterov"] = cfg.optim.nesterov and cfg.optim.momentum > 0
+    scheduler = build_scheduler(cfg.trainer, optimizer, cfg.optim.lr, total_steps)
+    if scheduler is not None:
+        with warnings.catch_warnings():  # stepping without optimizer.step() is the point here
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(min(steps_done, total_steps)):
+                scheduler.step()
+    return scheduler
+
+
+# A loss this many times its value at the first step means the run blew up, NaN or not.
+EXPLODED_FACTOR = 10.0
+# At chance accuracy, a loss this many times the first-step loss is a blow-up too, not a slow start.
+CHANCE_FACTOR = 3.0
+
+
+def exploded(row: dict, initial_loss: float | None, when: str, num_classes: int = 10) -> str | None:
+    """Why ``row`` (``{split}_loss`` / ``{split}_acc``) shows a diverged run, or None if it does not."""
+    initial = initial_loss if initial_loss and math.isfinite(initial_loss) else math.log(num_classes)
+    for split in ("train", "val", "test"):
+        loss, acc = row.get(f"{split}_loss"), row.get(f"{split}_acc")
+        if loss is None:
+            continue
+        if not math.isfinite(loss) or loss > EXPLODED_FACTOR * initial:
+            return (f"{split} loss {loss:.3g} at {when} is over {EXPLODED_FACTOR:g}x the first step's {initial:.3g} "
+                    f"({split} accuracy {100 * acc:.1f}%): the run diverged")
+        if acc is not None and acc <= 1.5 / num_classes and loss > CHANCE_FACTOR * initial:
+            return (f"{split} accuracy {100 * acc:.1f}% is at chance with {split} loss {loss:.3g} at {when} "
+                    f"(over {CHANCE_FACTOR:g}x the first step's {initial:.3g}): the run diverged")
+    return None
+
+
+def _divergence_advice(cfg, output_dir: Path, metrics: list[dict]) -> str:
+    """What to do after a divergence; names a checkpoint only if one was saved."""
+    lower = f"{cfg.optim.lr / 10:g}"
+    if metrics:
+        return (f"the checkpoint of epoch {metrics[-1]['epoch']} is kept: continue from it and lower the learning rate "
+                f"(trainer.resume={output_dir} optim.lr={lower}), or start over with model.norm=batchnorm")
+    return (f"no epoch finished, so there is no checkpoint to resume: run again and lower the learning rate "
+            f"(optim.lr={lower}, was {cfg.optim.lr:g}) or add normalization (model.norm=batchnorm)")
+
+
+def _val_text(row: dict) -> str:
+    if row["val_loss"] is None:
+        return "val n/a (data.val_size=0)"
+    return f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}"
+
+
+def clean_stale_temp(run_dir: Path) -> None:
+    """Remove temp files of atomic writes a killed process left behind (only the folder's owner calls this)."""
+    for path in Path(run_dir).glob(".*.tmp"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
 
 
 def _final(cfg, model, metrics, wall_start, status, extra) -> dict:
-    best = max(metrics, key=lambda m: m["val_acc"]) if metrics else None
+    measured = [m for m in metrics if m.get("val_acc") is not None]
+    best = max(measured, key=lambda m: m["val_acc"]) if measured else None
     return {
         "status": status,
         "model": cfg.model.name,
