@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from replearn.errors import ReplearnError
 
-SUITES = ("train", "viz", "analysis")
+SUITES = ("train", "viz", "analysis", "threads")
 
 
 def machine() -> str:
