@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from replearn.errors import ReplearnError
 
-SUITES = ("train", "viz", "analysis", "threads")
+SUITES = ("train", "viz", "analysis", "threads", "loggers")
 
 
 def machine() -> str:

@@ -29,7 +29,7 @@ class LoggerConfig:
     # Train loss and learning rate every this many steps (0: per epoch only).
     every_n_steps: int = 10
     # Validation images whose per-layer activations are histogrammed each epoch (0: none).
-    histogram_images: int = 512
+    histogram_images: int = 256
     # First-layer units/filters drawn as images each epoch (0: none).
     filter_images: int = 64
     # Test images projected per layer for TensorBoard's projector after training (0: none).
