@@ -6,6 +6,9 @@ objective of unit ``u`` is the spatial mean of channel ``u`` for conv maps
 activation of unit ``u`` for vector layers, and logit ``u`` for ``head``.
 Images live in the model's normalized input space and are kept inside the
 range of valid pixels by a sigmoid: ``image = lo + (hi - lo) * sigmoid(z)``.
+With a data prior (:mod:`replearn.priors`) ``z`` is a whitened PCA code of the
+training images, the objective may add ``prior_weight * log p(z)``, and every
+step sees the image randomly shifted, rotated and scaled.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from replearn.errors import ReplearnError
+from replearn.priors import DATA_PRIORS, DataPrior, random_transform
 from replearn.recording import forward_until, model_device, resolve_layers
 
-PARAMS = ("pixel", "fourier")
+PARAMS = ("pixel", "fourier", "pca", "gaussian", "gmm")
 
 
 @dataclass
@@ -35,6 +39,8 @@ class ActMaxResult:
     objective_history: torch.Tensor
     units: list[int] = field(default_factory=list)
     layer: str = ""
+    # With a ladder of prior weights: the weight chosen for each unit (U,).
+    prior_weights: torch.Tensor | None = None
 
 
 def _objective(out: torch.Tensor, units: torch.Tensor, layer: str) -> torch.Tensor:
@@ -133,8 +139,8 @@ def maximize_activations(
     lr: float = 0.05,
     seed: int = 0,
     jitter: int | None = None,
-    tv_weight: float = 0.05,
-    l2_weight: float = 0.001,
+    tv_weight: float | None = None,
+    l2_weight: float | None = None,
     redirect_fraction: float = 0.5,
     param: str = "pixel",
     decay_power: float = 1.0,
@@ -143,10 +149,25 @@ def maximize_activations(
     mean: float = 0.1307,
     std: float = 0.3081,
     value_range: tuple[float, float] | None = None,
+    prior: DataPrior | None = None,
+    prior_weight: float | Sequence[float] = 1.0,
+    transforms: bool | None = None,
+    objective_floor: torch.Tensor | None = None,
+    cap_margin: float | None = 0.1,
 ) -> ActMaxResult:
     """Optimize one input per unit of ``layer`` to maximize it; returns a CPU :class:`ActMaxResult`.
 
-    Loss per image: ``-objective + tv_weight * TV + l2_weight * mean(x^2)``. Each
+    Loss per image: ``-objective + tv_weight * TV + l2_weight * mean(x^2)`` (defaults 0.05 and 0.001
+    for pixel/Fourier, 0 with a data prior). ``param`` in pca/gaussian/gmm needs ``prior`` (a
+    :class:`~replearn.priors.DataPrior` of the model's dataset): the image is rendered from a whitened
+    code, the loss adds ``-prior_weight * log p(code) / dims`` for gaussian/gmm, and ``transforms``
+    (default on with a data prior) shifts, rotates and scales the image at random each step.
+    A sequence of ``prior_weight`` values optimizes every unit once per weight (in one batch) and keeps,
+    per unit, the image with the largest weight whose final objective reaches ``objective_floor`` (U,)
+    (e.g. the unit's top-1 dataset activation): the most data-like image that still drives the unit that
+    far; without a floor, or when no weight reaches it, the smallest weight's image is kept. With a floor
+    and a density, the objective counts only up to ``floor + cap_margin * |floor|`` (None: no cap), so past
+    it the prior alone shapes the image. Each
     step rolls the batch by a seeded random shift of up to ``jitter`` pixels (default: 1 for
     conv nets, 0 for MLPs, which are not shift-invariant).
     ``param="fourier"`` learns rfft2 coefficients scaled by 1/frequency^``decay_power``
@@ -159,11 +180,20 @@ def maximize_activations(
     (name,) = resolve_layers(model, [layer])
     if param not in PARAMS:
         raise ReplearnError(f"param={param!r} is invalid; use one of {', '.join(PARAMS)}")
+    data_prior = param in DATA_PRIORS
+    if data_prior and prior is None:
+        raise ReplearnError(f"param={param} needs a fitted prior: pass prior=replearn.priors.load_prior(splits)")
+    if data_prior and tuple(prior.image_shape) != tuple(getattr(model, "input_shape", (1, 28, 28))):
+        raise ReplearnError(f"the act-max prior was fitted on {prior.dataset} images of shape {tuple(prior.image_shape)} "
+                            f"but the model takes {tuple(getattr(model, 'input_shape', (1, 28, 28)))}; fit one on this data")
+    tv_weight = (0.0 if data_prior else 0.05) if tv_weight is None else tv_weight
+    l2_weight = (0.0 if data_prior else 0.001) if l2_weight is None else l2_weight
+    transforms = data_prior if transforms is None else transforms
     if jitter is None:
         # Rolling an image is a natural nuisance only for convolutions; an MLP sees a different
         # input at every shift and its units barely rise (measured), so MLPs get no jitter. One
         # pixel is already 1/28 of an MNIST digit: 2 px kept 40% of random-CNN channels from rising.
-        jitter = 1 if any(isinstance(m, nn.Conv2d) for m in model.modules()) else 0
+        jitter = 1 if any(isinstance(m, nn.Conv2d) for m in model.modules()) and not transforms else 0
     if steps < 1 or lr <= 0 or jitter < 0:
         raise ReplearnError(f"steps={steps}, lr={lr}, jitter={jitter} are invalid; need steps >= 1, lr > 0, jitter >= 0")
     lo, hi = value_range if value_range is not None else ((0.0 - mean) / std, (1.0 - mean) / std)
@@ -183,19 +213,41 @@ def maximize_activations(
         pick = list(range(n_units)) if units is None else [int(u) for u in units]
         if not pick or min(pick) < 0 or max(pick) >= n_units:
             raise ReplearnError(f"units={pick} is invalid for {name} with {n_units} units; use indices in 0..{n_units - 1}")
-        target = torch.tensor(pick, device=device)
-        u = len(pick)
+        weights = sorted(float(v) for v in (prior_weight if isinstance(prior_weight, Sequence) else [prior_weight]))
+        if not weights or min(weights) < 0:
+            raise ReplearnError(f"prior_weight={prior_weight} is invalid; use a number >= 0 or a list of them")
+        if param not in ("gaussian", "gmm"):
+            weights = weights[:1]  # without a density the weight changes nothing: one run per unit
+        n_w = len(weights)
+        if objective_floor is not None and len(objective_floor) != len(pick):
+            raise ReplearnError(f"objective_floor has {len(objective_floor)} values for {len(pick)} units; pass one per unit")
+        # Row r of the batch is unit r // n_w optimized with weight weights[r % n_w].
+        target = torch.tensor(pick, device=device).repeat_interleave(n_w)
+        row_weight = torch.tensor(weights, device=device).repeat(len(pick))
+        cap = None
+        if objective_floor is not None and param in ("gaussian", "gmm") and cap_margin is not None:
+            floor = objective_floor.to(device).float().repeat_interleave(n_w)
+            cap = floor + cap_margin * floor.abs()
+        u = len(target)
 
         gen = torch.Generator().manual_seed(seed)
         if param == "pixel":
             z = (0.01 * torch.randn(u, c, h, w, generator=gen)).to(device).requires_grad_(True)
-        else:
+        elif param == "fourier":
             z = (0.01 * torch.randn(u, c, h, w // 2 + 1, 2, generator=gen)).to(device).requires_grad_(True)
             scale = _fourier_scale(h, w, decay_power, device)
+        else:
+            z = (0.01 * torch.randn(u, prior.dims, generator=gen)).to(device).requires_grad_(True)
+
+        def render01() -> torch.Tensor:
+            """The current images as pixels in [0, 1], (U, C, H, W)."""
+            if data_prior:
+                return prior.render(z)
+            pre = z if param == "pixel" else torch.fft.irfft2(torch.view_as_complex(z) * scale, s=(h, w), norm="ortho")
+            return torch.sigmoid(pre)
 
         def render() -> torch.Tensor:
-            pre = z if param == "pixel" else torch.fft.irfft2(torch.view_as_complex(z) * scale, s=(h, w), norm="ortho")
-            return lo + (hi - lo) * torch.sigmoid(pre)  # (U, C, H, W)
+            return lo + (hi - lo) * render01()  # (U, C, H, W)
 
         def score(img: torch.Tensor, net: nn.Module = fast) -> torch.Tensor:
             return _objective(forward_until(net, name, img), target, name)
@@ -212,11 +264,20 @@ def maximize_activations(
                 for m in fast.modules():
                     if isinstance(m, _SwitchableReLU):
                         m.redirect = False
-            img = render()
-            dy, dx = shifts[step]
-            shifted = torch.roll(img, (dy, dx), dims=(2, 3)) if (dy or dx) else img
-            obj = score(shifted)
-            loss = (-obj + tv_weight * _total_variation(img) + l2_weight * img.pow(2).mean((1, 2, 3))).sum()
+            img01 = render01()
+            img = lo + (hi - lo) * img01
+            if transforms:
+                # Transformed in pixel space, so the border it pulls in is black background, as in the data.
+                seen = lo + (hi - lo) * random_transform(img01, gen)
+            else:
+                dy, dx = shifts[step]
+                seen = torch.roll(img, (dy, dx), dims=(2, 3)) if (dy or dx) else img
+            obj = score(seen)
+            # Above the cap the unit has what it needs, and only the prior moves the image.
+            loss = -(obj if cap is None else torch.minimum(obj, cap)) + tv_weight * _total_variation(img) + l2_weight * img.pow(2).mean((1, 2, 3))
+            if param in ("gaussian", "gmm"):
+                loss = loss - row_weight * prior.log_density(z, param) / prior.dims
+            loss = loss.sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -228,4 +289,14 @@ def maximize_activations(
             end = score(final, model).cpu()
     finally:
         model.train(was_training)
-    return ActMaxResult(final.detach().cpu(), start, end, history, pick, name)
+    chosen = None
+    if n_w > 1:
+        ends = end.view(len(pick), n_w)
+        ok = ends >= objective_floor.cpu().float().view(-1, 1) if objective_floor is not None \
+            else torch.zeros_like(ends, dtype=torch.bool)
+        # Largest weight that reaches the floor; column 0 (smallest weight) when none does.
+        col = torch.where(ok.any(1), (ok * torch.arange(1, n_w + 1)).argmax(1), torch.zeros(len(pick), dtype=torch.long))
+        rows = torch.arange(len(pick)) * n_w + col
+        final, start, end = final.detach().cpu()[rows], start[rows], end[rows]
+        chosen = torch.tensor(weights)[col]
+    return ActMaxResult(final.detach().cpu(), start, end, history, pick, name, chosen)
