@@ -14,6 +14,7 @@ from replearn.dissection.concepts import (
     ConceptMasks,
     build_concept_masks,
     concept_list,
+    part_counts,
     part_points,
 )
 from replearn.errors import ReplearnError
@@ -337,17 +338,19 @@ def test_real_mnist_statistics_are_plausible(mnist_root):
     images, labels = raw["test_images"][:200, None], raw["test_labels"][:200].long()
     built = build_concept_masks(images, labels)
     names = built.names()
-    parts = [part_points(image[0]) for image in images]
+    counts = {key: value.numpy() for key, value in part_counts(images).items()}
     y = labels.numpy()
+    for i in (0, 7, 61):  # the batch and the one-image API agree
+        single = part_points(images[i, 0])
+        assert single["loops"] == counts["loops"][i] and len(single["endpoints"]) == counts["endpoints"][i]
 
-    looped = np.array([p["loops"] > 0 for p in parts])
+    looped = counts["loops"] > 0
     assert looped[np.isin(y, [0, 6, 8, 9])].mean() > 0.6
     assert looped[y == 1].mean() <= 0.1
     assert looped[np.isin(y, [1, 3, 5, 7])].mean() < 0.15
-    ends_of_ones = [len(p["endpoints"]) for p, c in zip(parts, y) if c == 1]
-    assert np.median(ends_of_ones) == 2
-    assert np.mean([len(p["junctions"]) for p, c in zip(parts, y) if c == 1]) < 0.2
-    assert np.mean([len(p["junctions"]) for p, c in zip(parts, y) if c in (4, 8)]) > 0.5
+    assert np.median(counts["endpoints"][y == 1]) == 2
+    assert counts["junctions"][y == 1].mean() < 0.2
+    assert counts["junctions"][np.isin(y, [4, 8])].mean() > 0.5
 
     coverage = built.masks.float().mean(dim=(2, 3))  # (N, K): fraction of each image
     k = {name: i for i, name in enumerate(names)}

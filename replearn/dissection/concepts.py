@@ -54,8 +54,8 @@ class names are not digits) is the ink mask dilated by 1 px in images of class c
 empty in every other image.
 
 All morphology is scipy.ndimage / scikit-image, run on the whole stack at once
-(structuring elements are 2-D, so images never touch; the larger window sums run as
-torch's conv2d); only skeletonization loops over images.
+(structuring elements are 2-D, so images never touch; the larger window sums run
+through scipy's FFT convolution); only skeletonization loops over images.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy import ndimage as ndi
+from scipy.signal import fftconvolve
 from skimage.morphology import disk, skeletonize
 
 from replearn.errors import ReplearnError
@@ -182,14 +183,11 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 def _correlate(stack: np.ndarray, kernels: list[np.ndarray]) -> list[np.ndarray]:
     """Correlate every image of a float stack (N, H, W) with each odd-sized 2-D kernel (zero outside).
 
-    The same as ``scipy.ndimage.correlate(..., mode="constant")`` per image; torch's conv2d
-    does the larger windows (up to 13x13) many times faster.
+    The same as ``scipy.ndimage.correlate(..., mode="constant")`` per image (to float
+    rounding), but through the FFT: the larger windows (up to 13x13) are many times faster.
     """
-    weight = torch.from_numpy(np.stack(kernels).astype(np.float32))[:, None]  # (K, 1, k, k)
-    images = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[:, None]  # (N, 1, H, W)
-    with torch.no_grad():
-        out = torch.nn.functional.conv2d(images, weight, padding=weight.shape[-1] // 2)  # conv2d correlates
-    return list(out.numpy().transpose(1, 0, 2, 3))
+    stack = np.asarray(stack, dtype=np.float32)
+    return [fftconvolve(stack, np.asarray(k, np.float32)[None, ::-1, ::-1], mode="same", axes=(1, 2)) for k in kernels]
 
 
 def _orientation_bin(angle: np.ndarray) -> np.ndarray:
@@ -218,7 +216,8 @@ def _stroke_direction(skel: np.ndarray, radius: int) -> np.ndarray:
     window = (dy**2 + dx**2) <= radius**2 + 0.5
     up = -dy  # image rows grow downwards; angles are measured with y up
     s = skel.astype(np.float32)
-    sxx, syy, sxy = _correlate(s, [dx * dx * window, up * up * window, dx * up * window])
+    # integer sums: rounding away the FFT's float noise keeps ties at bin edges exact
+    sxx, syy, sxy = (np.rint(v) for v in _correlate(s, [dx * dx * window, up * up * window, dx * up * window]))
     return 0.5 * np.arctan2(2 * sxy, sxx - syy)
 
 
@@ -397,6 +396,14 @@ def part_points(image) -> dict:
     result = {key: [tuple(int(v) for v in p[1:]) for p in np.argwhere(points[key])] for key in ("endpoints", "junctions", "corners")}
     result["loops"] = int(points["loops"][0])
     return result
+
+
+def part_counts(images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image counts of endpoints, junctions, corners and loops: int64 (N,) each, for a stack (N, 1, H, W)."""
+    points = _analyse(_as_float_images(images))["_points"]
+    counts = {key: torch.from_numpy(points[key].sum(axis=(1, 2)).astype(np.int64)) for key in ("endpoints", "junctions", "corners")}
+    counts["loops"] = torch.from_numpy(points["loops"].astype(np.int64))
+    return counts
 
 
 def build_concept_masks(images: torch.Tensor, labels: torch.Tensor, class_names: list[str] | None = None,
