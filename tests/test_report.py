@@ -99,8 +99,9 @@ def test_synthetic_sweep_end_to_end(tmp_path):
     assert "(3 of 3 do not)" in md  # residual: the planted reverse order is reported as such
     assert "| plain | 4 | blocks.3 |" in md
     page = index.read_text()
-    for name in ("accuracy_vs_depth.png", "curves_by_depth.png", "probe_vs_position.png", "dissection_levels.png",
-                 "complexity.png", "cka_within.png", "grad_norms.png", "dead_units.png"):
+    for name in ("accuracy_vs_depth.png", "curves_by_depth.png", "probe_vs_position.png", "complexity.png",
+                 "dissection_levels_plain.png", "dissection_levels_residual.png", "cka_within_plain.png",
+                 "cka_within_residual.png", "grad_norms.png", "dead_units.png"):
         assert (out / name).is_file() and f'src="{name}"' in page, name
     assert "edges &lt; parts &lt; digits in 3 of 3 seed(s)" in page  # escaped by the template
     assert "summary.csv" in page and "runs.csv" in page
@@ -167,7 +168,7 @@ def test_two_run_sweep_end_to_end(tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
     out = sweep / "depth_report"
     for name in ("summary.csv", "runs.csv", "summary.md", "index.html", "accuracy_vs_depth.png", "probe_vs_position.png",
-                 "grad_norms.png", "complexity.png", "cka_within.png", "cka_cross_depth.png", "curves_by_depth.png"):
+                 "grad_norms.png", "complexity.png", "cka_within_plain.png", "cka_cross_depth.png", "curves_by_depth.png"):
         assert (out / name).is_file(), name
 
 

@@ -101,6 +101,7 @@ def test_rising_trend_that_beats_the_control():
     claim = _claim("probe_eval_acc", cells, rows)
     assert claim.numbers["slope"].sign == "above 0"
     assert claim.numbers["slope"].mean == pytest.approx(0.6, abs=0.05)
+    assert f"slope {claim.numbers['slope'].mean:+.3f} [" in claim.text  # three significant digits
     assert claim.numbers["control_slope"].sign == "includes 0"
     hidden_and_logits = sum(d + 1 for d in DEPTHS)
     assert claim.numbers["vs_control"] == {"above 0": hidden_and_logits}
@@ -133,7 +134,8 @@ def test_architecture_measure_identical_to_control_says_so():
     cells, rows = _sweep(trained={"erf_area": profile}, control={"erf_area": profile}, control_noise=0)
     claim = _claim("erf_area", cells, rows)
     assert claim.numbers["slope"].sign == "above 0" and claim.numbers["control_slope"].sign == "above 0"
-    assert "training does not move it in any cell; not evidence for the claim" in claim.text
+    assert "not as evidence for the claim" in claim.text
+    assert "trained does not differ from the control in any cell" in claim.text
 
 
 def test_single_seed_is_untested_not_significant():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from tqdm.auto import tqdm
 
 from replearn.atomic import atomic_write
 from replearn.report.claims import sweep_claims
+from replearn.errors import ReplearnError
 from replearn.report.collect import RunRecord, as_row, collect_runs, resolve_sweep_dir
 from replearn.report.layers import METRIC_BY_KEY, Cell, Metric, analysed_cells, layer_rows
 from replearn.report.page import write_report
@@ -157,7 +159,7 @@ def compare_depth(cfg: DictConfig, output_dir: str | Path | None = None) -> Path
                     "solid one, the architecture, not training, sets the value."))
     steps.update()
 
-    figures.extend(_dissection_figure(cells_of, out))
+    figures.extend(_dissection_figures(cells_of, out))
     figures.extend(_within_cka(cells_of, out))
     steps.update()
     figures.extend(_cross_depth_cka(variants, out, cfg))
@@ -165,7 +167,10 @@ def compare_depth(cfg: DictConfig, output_dir: str | Path | None = None) -> Path
     steps.close()
 
     index = write_report(out, sweep_dir, table, records, claims, rows, figures)
-    print(f"depth report of {len(records)} runs ({sum(r.status == 'ok' for r in records)} ok) -> {index}")
+    excluded = ", ".join(f"{sum(r.status == s for r in records)} {s}" for s in ("diverged", "failed", "missing")
+                         if any(r.status == s for r in records))
+    print(f"depth report of {len(records)} runs ({sum(r.status == 'ok' for r in records)} ok"
+          + (f"; not averaged in: {excluded}, listed with their reasons" if excluded else "") + f") -> {index}")
     return index
 
 
@@ -174,62 +179,70 @@ def _seed_mean(cell: Cell, key: str, block: str) -> list[float]:
     return nanmean(list(series.values())) if series else [math.nan] * len(cell.layers)
 
 
-def _dissection_figure(cells_of: dict[str, list[Cell]], out: Path) -> list[tuple[str, str, str]]:
-    """Stacked level fractions per layer, trained vs control: one row per variant, one column per depth."""
-    keys = {"l1": "dissect_fraction_l1", "l2": "dissect_fraction_l2", "l3": "dissect_fraction_l3",
-            "unlabelled": "dissect_fraction_unlabelled"}
-    todo = {v: [c for c in cells if c.series(keys["l1"])] for v, cells in cells_of.items()}
-    todo = {v: cells for v, cells in todo.items() if cells}
-    if not todo:
-        return []
-    depths = sorted({c.depth for cells in todo.values() for c in cells})
-    fig, axes = grid_figure(len(todo), len(depths), width=1.2 + 0.55 * (max(depths) + 1), height=3.3)
-    for row, (variant, cells) in enumerate(todo.items()):
-        by_depth = {c.depth: c for c in cells}
-        for col, depth in enumerate(depths):
-            ax = axes[row, col]
-            cell = by_depth.get(depth)
-            if cell is None:
-                ax.set_title(f"{variant} depth {depth}: no dissection", fontsize=8)
-                ax.axis("off")
-                continue
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def _panel_grid(count: int, rows_per: int, width: float, height: float, max_cols: int = 4):
+    """A figure with ``count`` panels of ``rows_per`` stacked axes each, wrapped ``max_cols`` panels per row."""
+    cols = min(max_cols, count)
+    grid_rows = math.ceil(count / cols)
+    fig, axes = grid_figure(grid_rows * rows_per, cols, width=width, height=height)
+    for k in range(count, grid_rows * cols):  # unused panels of the last row
+        for r in range(rows_per):
+            axes[(k // cols) * rows_per + r, k % cols].axis("off")
+    return fig, [[axes[(k // cols) * rows_per + r, k % cols] for r in range(rows_per)] for k in range(count)]
+
+
+LEVEL_KEYS = {"l1": "dissect_fraction_l1", "l2": "dissect_fraction_l2", "l3": "dissect_fraction_l3",
+              "unlabelled": "dissect_fraction_unlabelled"}
+
+
+def _dissection_figures(cells_of: dict[str, list[Cell]], out: Path) -> list[tuple[str, str, str]]:
+    """Per variant: stacked level fractions per layer, trained vs control, one panel per depth."""
+    figures = []
+    for variant, cells in cells_of.items():
+        cells = [c for c in cells if c.series(LEVEL_KEYS["l1"])]
+        if not cells:
+            continue
+        fig, panels = _panel_grid(len(cells), 1, width=5.2, height=3.3, max_cols=3)
+        for (ax,), cell in zip(panels, cells):
             shown = [i for i, name in enumerate(cell.layers) if name != "input"]
-            means = {block: {k: [_seed_mean(cell, key, block)[i] for i in shown] for k, key in keys.items()}
+            means = {block: {k: [_seed_mean(cell, key, block)[i] for i in shown] for k, key in LEVEL_KEYS.items()}
                      for block in ("trained", "random_init")}
-            control = means["random_init"] if cell.series(keys["l1"], "random_init") else None
+            control = means["random_init"] if cell.series(LEVEL_KEYS["l1"], "random_init") else None
             plot_level_fractions([cell.layers[i] for i in shown], means["trained"], control,
-                                 title=f"{variant}, depth {depth} ({len(cell.seeds)} seeds)", ax=ax, note=False,
-                                 legend=row == 0 and col == 0)
-    return [(DISSECTION, _save(fig, out / "dissection_levels.png"),
-             "Fraction of each layer's units labelled with a level-1 (edges & strokes), level-2 (parts & shapes) "
-             "or level-3 (digit) concept, or unlabelled, averaged over seeds; per layer, the left solid bar is the "
-             "trained network, the right hatched bar its random-init control.")]
+                                 title=f"{variant}, depth {cell.depth} ({len(cell.seeds)} seeds)", ax=ax, note=False,
+                                 legend=cell is cells[0])
+        figures.append((DISSECTION, _save(fig, out / f"dissection_levels_{_slug(variant)}.png"),
+                        f"{variant}: fraction of each layer's units labelled with a level-1 (edges & strokes), level-2 "
+                        "(parts & shapes) or level-3 (digit) concept, or unlabelled, averaged over seeds; per layer, "
+                        "the left solid bar is the trained network, the right hatched bar its random-init control."))
+    return figures
 
 
 def _within_cka(cells_of: dict[str, list[Cell]], out: Path) -> list[tuple[str, str, str]]:
-    """Within-model CKA grids averaged over seeds: per variant a trained row and a random-init row, one column per depth."""
-    depths = sorted({c.depth for cells in cells_of.values() for c in cells})
-    if not depths:
-        return []
-    fig, axes = grid_figure(2 * len(cells_of), len(depths), width=3.2, height=2.9)
-    for v, (variant, cells) in enumerate(cells_of.items()):
-        by_depth = {c.depth: c for c in cells}
-        for b, (block, name) in enumerate((("trained", "trained"), ("random_init", "random init"))):
-            for col, depth in enumerate(depths):
-                ax = axes[2 * v + b, col]
-                cell = by_depth.get(depth)
-                grids = [np.asarray(a[block]["cka"], dtype=float) for a in (cell.analyses.values() if cell else [])
+    """Per variant: within-model CKA averaged over seeds, per depth the trained grid above its random-init grid."""
+    figures = []
+    for variant, cells in cells_of.items():
+        if not cells:
+            continue
+        fig, panels = _panel_grid(len(cells), 2, width=3.4, height=3.0)
+        for axes, cell in zip(panels, cells):
+            for ax, (block, name) in zip(axes, (("trained", "trained"), ("random_init", "random init"))):
+                grids = [np.asarray(a[block]["cka"], dtype=float) for a in cell.analyses.values()
                          if isinstance(a.get(block), dict) and a[block].get("cka")]
                 if not grids or len({g.shape for g in grids}) != 1:
-                    ax.set_title(f"{variant} depth {depth} {name}: no CKA", fontsize=8)
+                    ax.set_title(f"depth {cell.depth} {name}: no CKA", fontsize=8)
                     ax.axis("off")
                     continue
                 plot_cka_heatmap(np.nanmean(np.stack(grids), axis=0), cell.layers,
-                                 title=f"{variant}, depth {depth}, {name} ({len(grids)} seeds)", ax=ax)
-    return [("Representation similarity", _save(fig, out / "cka_within.png"),
-             "Linear CKA between every pair of layers within one model (input … logits), averaged over seeds; "
-             "for each variant the top row is the trained network and the row below it the same architecture at "
-             "random init, so structure that is already there before training shows up in both."), ]
+                                 title=f"{variant}, depth {cell.depth}, {name} ({len(grids)} seeds)", ax=ax)
+        figures.append(("Representation similarity", _save(fig, out / f"cka_within_{_slug(variant)}.png"),
+                        f"{variant}: linear CKA between every pair of layers within one model (input … logits), "
+                        "averaged over seeds; for each depth the trained network is above and the same architecture "
+                        "at random init below it, so structure that is there before training shows in both."))
+    return figures
 
 
 def _cross_depth_cka(variants: dict[str, list[RunRecord]], out: Path, cfg: DictConfig) -> list[tuple[str, str, str]]:
@@ -255,7 +268,12 @@ def _cross_depth_cka(variants: dict[str, list[RunRecord]], out: Path, cfg: DictC
     fig, axes = grid_figure(1, len(pairs), width=4.4, height=4.0)
     splits = None
     for ax, (variant, shallow, deep) in zip(axes[0], pairs):
-        run_a, run_b = load_run(shallow.path), load_run(deep.path)
+        try:
+            run_a, run_b = load_run(shallow.path), load_run(deep.path)
+        except ReplearnError as exc:  # an unreadable checkpoint costs this panel, not the report
+            ax.set_title(f"{variant}: not drawn ({str(exc)[:80]})", fontsize=7)
+            ax.axis("off")
+            continue
         splits = splits or run_a.splits()
         images = splits.test_x[: cfg.cross_cka_images]
         feats_a = extract_features(run_a.model, images, splits.normalize)

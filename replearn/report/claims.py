@@ -33,10 +33,16 @@ class Claim:
     numbers: dict = field(default_factory=dict)
 
 
-def _num(x: float, signed: bool = True) -> str:
+def _decimals(*values: float) -> int:
+    """Decimals that give the largest of ``values`` three significant digits (at least 0)."""
+    finite = [abs(v) for v in values if v is not None and not math.isnan(v) and v != 0]
+    return max(0, 2 - math.floor(math.log10(max(finite)))) if finite else 3
+
+
+def _num(x: float, signed: bool = True, decimals: int = 3) -> str:
     if x is None or math.isnan(x):
         return "n/a"
-    return f"{x:+.3f}" if signed else f"{x:.3f}"
+    return f"{x:+.{decimals}f}" if signed else f"{x:.{decimals}f}"
 
 
 def _upper(text: str) -> str:
@@ -45,9 +51,10 @@ def _upper(text: str) -> str:
 
 def _ci(iv: Interval, signed: bool = True) -> str:
     """'mean [low, high]' (95% CI over seeds), or the single seed's value."""
+    d = _decimals(iv.mean, iv.low, iv.high)
     if iv.n < 2 or math.isnan(iv.low):
-        return f"{_num(iv.mean, signed)} (one seed, no CI)" if iv.n == 1 else "n/a"
-    return f"{_num(iv.mean, signed)} [{_num(iv.low, signed)}, {_num(iv.high, signed)}]"
+        return f"{_num(iv.mean, signed, d)} (one seed, no CI)" if iv.n == 1 else "n/a"
+    return f"{_num(iv.mean, signed, d)} [{_num(iv.low, signed, d)}, {_num(iv.high, signed, d)}]"
 
 
 def seed_slopes(cells: list[Cell], metric: Metric, block: str = "trained") -> dict[int, float]:
@@ -115,9 +122,10 @@ def metric_claim(variant: str, metric: Metric, cells: list[Cell], rows: list[dic
             numbers["vs_floor"] = dict(floor)
     if metric.group == "architecture":
         total, same = sum(counts.values()), counts["includes 0"] + counts["zero"]
-        verdict = ("training does not move it in any cell" if total and same == total else
-                   f"training moves it in {total - same} of {total} cells")
-        text += f" Architecture-dominated: {verdict}; not evidence for the claim."
+        verdict = ("trained does not differ from the control in any cell" if total and same == total else
+                   f"trained differs from the control in {total - same} of {total} cells")
+        text += (f" Shown as context, not as evidence for the claim (the architecture largely sets this measure): "
+                 f"{verdict}.")
     return Claim(variant, metric.key, metric.group, text, numbers)
 
 
