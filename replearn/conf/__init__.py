@@ -2,8 +2,13 @@
 
 from pathlib import Path
 
+# An installed wheel carries the configs as replearn/configs/ (setup.py copies them there); a
+# checkout (and an editable install) has them at the top of the repository.
+_PACKAGED = Path(__file__).resolve().parents[1] / "configs"
+_CHECKOUT = Path(__file__).resolve().parents[2] / "configs"
+
 #: Absolute path of the project's ``configs/`` directory.
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = _PACKAGED if (_PACKAGED / "train.yaml").is_file() else _CHECKOUT
 
 from replearn.conf import logger  # noqa: E402,F401  (registers on import)
 from replearn.conf import train  # noqa: E402,F401
