@@ -6,6 +6,7 @@ import math
 
 import pytest
 import yaml
+from scipy import stats
 from omegaconf import OmegaConf
 
 from replearn.report.build import accuracy_table, compare_depth
@@ -13,7 +14,7 @@ from replearn.report.collect import collect_runs, variant_name
 from replearn.report.stats import mean_ci95
 
 from conftest import run_script
-from fake_sweep import fake_analysis, hierarchy, reversed_hierarchy, write_fake_run
+from fake_sweep import fake_analysis, flat, hierarchy, reversed_hierarchy, write_fake_run
 
 
 def _fake_run(folder, depth, seed, status="ok", test_acc=0.9, residual=False, final=True):
@@ -72,7 +73,7 @@ def test_synthetic_sweep_end_to_end(tmp_path):
         for depth in (1, 2, 4):
             for seed in (0, 1, 2):
                 write_fake_run(tmp_path / f"depth={depth},seed={seed},variant={variant}", depth, seed, variant=variant,
-                               analysis=fake_analysis(depth, seed, levels=levels))
+                               analysis=fake_analysis(depth, seed, levels=levels, control={"probe_eval_acc": flat(0.2)}))
     write_fake_run(tmp_path / "depth=8,seed=0,variant=plain", 8, 0, status="diverged")
     (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
         "sweeper": {"params": {"depth": "1,2,4,8", "seed": "0,1,2", "variant": "plain,residual"}},
@@ -86,6 +87,10 @@ def test_synthetic_sweep_end_to_end(tmp_path):
     assert len(probe) == 2 * sum(d + 2 for d in (1, 2, 4))  # every layer of every analysed depth, per variant
     row = next(r for r in probe if (r["variant"], r["depth"], r["layer"]) == ("plain", "4", "blocks.3"))
     expected = [fake_analysis(4, s)["trained"]["probe_eval_acc"][4] for s in (0, 1, 2)]
+    control = [fake_analysis(4, s, control={"probe_eval_acc": flat(0.2)})["random_init"]["probe_eval_acc"][4]
+               for s in (0, 1, 2)]
+    ci = stats.ttest_rel(expected, control).confidence_interval(0.95)
+    assert (float(row["diff_low"]), float(row["diff_high"])) == pytest.approx((ci.low, ci.high), abs=1e-5)
     assert float(row["trained_mean"]) == pytest.approx(sum(expected) / 3, abs=1e-6)
     assert row["trained_vs_control"] == "above 0" and float(row["floor_mean"]) < 0.15
     assert {r["metric"] for r in rows} >= {"class_selectivity", "dissect_fraction_l2", "dissect_mean_best_iou_l3",
@@ -98,6 +103,9 @@ def test_synthetic_sweep_end_to_end(tmp_path):
     assert "edges < parts < digits in 3 of 3 seed(s)" in md  # plain: the planted hierarchy
     assert "(3 of 3 do not)" in md  # residual: the planted reverse order is reported as such
     assert "| plain | 4 | blocks.3 |" in md
+    # At a glance: the probe's trained slope with its CI, and all 10 hidden/logit cells above the control.
+    assert "| plain | linear-probe accuracy (held-out) | +0.6" in md and "| 10 / 0 / 0 of 10 | 10 / 0 / 0 of 10 |" in md
+    assert "| residual | trained | 0.7" in md and "| 0 of 3 |" in md
     page = index.read_text()
     for name in ("accuracy_vs_depth.png", "curves_by_depth.png", "probe_vs_position.png", "complexity.png",
                  "dissection_levels_plain.png", "dissection_levels_residual.png", "cka_within_plain.png",

@@ -49,7 +49,7 @@ def _upper(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _ci(iv: Interval, signed: bool = True) -> str:
+def format_interval(iv: Interval, signed: bool = True) -> str:
     """'mean [low, high]' (95% CI over seeds), or the single seed's value."""
     d = _decimals(iv.mean, iv.low, iv.high)
     if iv.n < 2 or math.isnan(iv.low):
@@ -111,8 +111,8 @@ def metric_claim(variant: str, metric: Metric, cells: list[Cell], rows: list[dic
     trained = interval(list(seed_slopes(cells, metric, "trained").values()))
     control = interval(list(seed_slopes(cells, metric, "random_init").values()))
     counts = control_counts(rows)
-    text = (f"{_upper(metric.label)}: trained {direction(trained)} with layer position (slope {_ci(trained)}, "
-            f"{trained.n} seed(s)); control {direction(control)} (slope {_ci(control)}). "
+    text = (f"{_upper(metric.label)}: trained {direction(trained)} with layer position (slope {format_interval(trained)}, "
+            f"{trained.n} seed(s)); control {direction(control)} (slope {format_interval(control)}). "
             f"{_upper(_counts_text(counts, 'control'))}.")
     numbers = {"slope": trained, "control_slope": control, "vs_control": dict(counts)}
     if metric.floor_key:
@@ -171,7 +171,7 @@ def order_claim(variant: str, cells: list[Cell]) -> Claim | None:
         ivs = {lv: interval([c[lv] for c in per_seed.values()]) for lv in LEVELS}
         holds = sum(_order_holds(c) for c in per_seed.values())
         numbers[block] = {"centroids": ivs, "order_holds": holds, "seeds": len(per_seed)}
-        where = ", ".join(f"{LEVELS[lv]} {_ci(ivs[lv], signed=False)}" if ivs[lv].n
+        where = ", ".join(f"{LEVELS[lv]} {format_interval(ivs[lv], signed=False)}" if ivs[lv].n
                           else f"{LEVELS[lv]} none labelled" for lv in LEVELS)
         parts.append(f"{name}: {where}; edges < parts < digits in {holds} of {len(per_seed)} seed(s)")
     text = "Level centroids (mean relative position of the units labelled at each level) — " + ". ".join(parts) + "."

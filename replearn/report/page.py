@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from replearn.report.claims import Claim
+from replearn.report.claims import LEVELS, Claim, format_interval
 from replearn.report.collect import RunRecord
 from replearn.report.layers import GROUPS, METRIC_BY_KEY, rows_by_metric
 from replearn.report.render import Figure, Section, Table, render_html, render_markdown
@@ -80,6 +80,44 @@ def metric_table(key: str, rows: list[dict], collapsed: bool = True) -> Table:
                  collapsed=collapsed)
 
 
+def _counts(counts: dict | None) -> str:
+    if not counts:
+        return "—"
+    total = sum(counts.values())
+    text = f"{counts.get('above 0', 0)} / {counts.get('below 0', 0)} / {counts.get('includes 0', 0) + counts.get('zero', 0)}"
+    return text + (f" / {counts['no CI']} untested" if counts.get("no CI") else "") + f" of {total}"
+
+
+def glance_section(claims: list[Claim]) -> Section | None:
+    """The numbers behind every sentence, one row per variant and metric, and the dissection level order."""
+    metric_rows, order_rows = [], []
+    for c in claims:
+        n = c.numbers
+        if c.topic == "dissection_order":
+            for block, name in (("trained", "trained"), ("random_init", "control")):
+                if block in n:
+                    cent = n[block]["centroids"]
+                    order_rows.append([c.variant, name] + [format_interval(cent[lv], signed=False) if cent[lv].n else "none"
+                                                           for lv in LEVELS]
+                                      + [f"{n[block]['order_holds']} of {n[block]['seeds']}"])
+            continue
+        label = METRIC_BY_KEY[c.topic].label if c.topic in METRIC_BY_KEY else c.topic
+        metric_rows.append([c.variant, label, format_interval(n["slope"]), format_interval(n["control_slope"]),
+                            _counts(n.get("vs_control")), _counts(n.get("vs_floor"))])
+    if not metric_rows:
+        return None
+    tables = [Table(["variant", "metric", "trained slope vs position [95% CI]", "control slope [95% CI]",
+                     "vs control: cells above / below / same", "vs shuffled-label floor: above / below / same"], metric_rows, text_columns=2)]
+    if order_rows:
+        tables.append(Table(["variant", "network"] + [f"centroid: {name}" for name in LEVELS.values()]
+                            + ["seeds with edges < parts < digits"], order_rows, text_columns=2,
+                            caption="Dissection level centroids: mean relative position (0 = input, 1 = logits) of the "
+                                    "hidden units labelled at each level, 95% CI over seeds."))
+    return Section("At a glance", intro="The numbers behind the sentences below: slopes are per unit of relative "
+                   "layer position over hidden layers (fitted per seed, depths pooled); counts are depth × layer cells "
+                   "whose paired 95% CI is above 0, below 0, or includes 0.", tables=tables)
+
+
 def accuracy_section(table: list[dict], records: list[RunRecord]) -> Section:
     rows = [[row["variant"], str(row["depth"]), _cell(row), _status(row)] for row in table]
     classes = ["bad" if row["ok"] < row["runs"] else "" for row in table]
@@ -97,7 +135,8 @@ def write_report(out: Path, sweep_dir: Path, table: list[dict], records: list[Ru
     their metric group's section.
     """
     by_metric = rows_by_metric(rows)
-    sections = [accuracy_section(table, records)]
+    glance = glance_section(claims)
+    sections = [accuracy_section(table, records)] + ([glance] if glance else [])
     for title in ["Training", *GROUPS.values(), "Representation similarity", "Trainability"]:
         section = Section(title)
         group = next((g for g, t in GROUPS.items() if t == title), None)
