@@ -33,6 +33,10 @@ def visualize_run(cfg: DictConfig, output_dir: str | os.PathLike | None = None) 
 
     validate_visualize(cfg)
     run_dir = resolve_run_dir(cfg.run, root=cfg.root)
+    link = run_dir / "viz"
+    if output_dir is None and link.is_symlink() and not link.resolve().is_relative_to(run_dir.resolve()):
+        raise ReplearnError(f"{link} is a link to {link.resolve()}, outside the run folder; refusing to write there: "
+                            "remove the link (the figures go into <run>/viz/)")
     device = resolve_device(cfg.device)
     loaded = load_run(run_dir, device=device)
     splits = loaded.splits()
@@ -104,7 +108,7 @@ def render_all(
     ``options`` is the visualize config (its ``run``/``root``/``device`` are not used here);
     without Hydra, pass ``VisualizeConfig(layers=[...], units=..., ...)``.
     """
-    from replearn.actmax import maximize_activations
+    from replearn.prototypes import actmax_caption, layer_actmax, prepare_actmax, write_actmax_outputs
     from replearn.recording import capture_activations
     from replearn.topk import crop_receptive_fields, top_k_for_layer
 
@@ -127,6 +131,8 @@ def render_all(
     embed_acts = capture_activations(model, images[embed_idx], layers=layers, normalize=splits.normalize,
                                      device=device)
     embed_labels = labels[embed_idx]
+    prior_choice = prepare_actmax(model, splits, opts, device)
+    actmax_records: dict[str, Any] = {}
 
     sections: list[PageSection] = []
     overview: dict[str, Any] = {"input (pixels)": embed_2d(images[embed_idx].float(), opts.embedding, opts.seed)}
@@ -183,15 +189,11 @@ def render_all(
             f"The {top.indices.shape[1]} test images that most activate each {kind} ({crop_note}); "
             "label: index and largest activation.")
 
-        with single_thread() if device.type == "cpu" else nullcontext():
-            result = maximize_activations(model, layer, units=units, steps=opts.steps, seed=opts.seed,
-                                          param="fourier" if opts.fourier else "pixel", progress=opts.progress,
-                                          mean=float(splits.mean), std=float(splits.std))
+        result, actmax_records[layer] = layer_actmax(prior_choice, model, layer, units, splits, opts, device)
         add(_file(layer, "actmax"),
             plot_actmax(result.images.cpu(), units=units, unit_names=names, objective=result.objective_end,
-                        title=f"{layer}: activation maximization"),
-            f"Inputs optimized by gradient ascent ({opts.steps} steps, seed {opts.seed}) to maximize each {kind}; "
-            "each image has its own grey scale; label: index and final activation.")
+                        title=f"{layer}: activation maximization ({prior_choice.name} prior)"),
+            actmax_caption(prior_choice, actmax_records[layer], kind, opts.steps, opts.seed))
 
         points = embed_2d(embed_acts[layer], opts.embedding, opts.seed)
         overview[layer] = points
@@ -207,6 +209,9 @@ def render_all(
         PageFigure(_save(overview_fig, out / "embedding_overview.png"),
                    f"{opts.embedding.upper()} of the same {len(embed_idx)} test images at the input and at every "
                    "selected layer, coloured by class.")]))
+    actmax_section = write_actmax_outputs(prior_choice, actmax_records, out, classes)
+    if actmax_section is not None:
+        sections.insert(1, actmax_section)
     settings = (f"layers: {', '.join(layers)}; units per layer: {opts.units}; k: {opts.k}; act-max steps: "
-                f"{opts.steps}{' (Fourier)' if opts.fourier else ''}; seed: {opts.seed}; embedding: {opts.embedding}")
+                f"{opts.steps} ({prior_choice.name} prior); seed: {opts.seed}; embedding: {opts.embedding}")
     return write_page(sections, out / "index.html", title=title, meta=[*meta, settings])

@@ -64,7 +64,7 @@ def test_every_layer_gets_every_figure(runs, name):
     files = sorted(p.name for p in page.parent.glob("*.png"))
     assert sorted(sources) == files  # the page shows every figure written, and only those
     layers = ["blocks-0", "blocks-1", "head"]
-    expected = {"first_layer_weights.png", "embedding_overview.png"}
+    expected = {"first_layer_weights.png", "embedding_overview.png", "actmax_priors.png"}
     for layer in layers:
         expected |= {f"{layer}_{kind}.png" for kind in ("topk", "actmax", "embedding")}
         maps = "feature_maps" if name == "cnn" and layer != "head" else "activations"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -11,6 +11,8 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from replearn.errors import ReplearnError
 
 EMBEDDINGS = ("pca", "tsne")
+# Kept equal to replearn.prototypes.PRIOR_CHOICES (a test checks); not imported, so the schema stays torch-free.
+PRIORS = ("auto", "pixel", "fourier", "pca", "gaussian", "gmm")
 
 
 @dataclass
@@ -30,8 +32,12 @@ class VisualizeConfig:
     embedding_samples: int = 2000
     # Test inputs whose feature maps are drawn.
     num_inputs: int = 4
-    # Act-max in a decorrelated Fourier basis instead of pixels.
+    # Act-max in a decorrelated Fourier basis instead of pixels (the same as prior=fourier).
     fourier: bool = False
+    # Act-max image prior: auto (the best recognizability score of them all), pixel, fourier, pca, gaussian, gmm.
+    prior: str = "auto"
+    # Density weights tried per unit; each unit keeps the largest whose image still reaches its top-1 activation.
+    prior_weights: Any = field(default_factory=lambda: [10.0, 30.0, 100.0, 300.0])
     device: str = "auto"
     progress: bool = True
 
@@ -44,6 +50,13 @@ def validate_visualize(cfg: DictConfig) -> None:
         value = cfg[key]
         if value < minimum:
             raise ReplearnError(f"{key}={value!r} is invalid: must be an integer >= {minimum}")
+    prior = cfg.get("prior", "auto")
+    if prior not in PRIORS:
+        raise ReplearnError(f"prior={prior!r} is invalid: choose one of {', '.join(PRIORS)}")
+    weights = cfg.get("prior_weights", [1.0])
+    if not isinstance(weights, (list, ListConfig)) or not weights or \
+            not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights):
+        raise ReplearnError(f"prior_weights={weights!r} is invalid: use a non-empty list of numbers >= 0 like [10,30,100]")
     if cfg.embedding not in EMBEDDINGS:
         raise ReplearnError(f"embedding={cfg.embedding!r} is invalid: choose one of {', '.join(EMBEDDINGS)}")
     layers = cfg.layers

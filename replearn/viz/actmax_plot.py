@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from matplotlib.axes import Axes
@@ -37,3 +37,39 @@ def plot_actmax(
         names = [f"{name}: {short_number(float(v))}" for name, v in zip(names, objective)]
     return image_grid(images, labels=names, scale="per_image", title=title,
                       cell_inches=0.8 if objective is not None else 0.65, ax=ax)
+
+
+def plot_prior_comparison(
+    prototypes: Mapping[str, torch.Tensor],
+    *,
+    class_names: Sequence[str] | None = None,
+    row_notes: Mapping[str, str] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Class prototypes per prior: one row per prior (pixels in [0, 1], (C, 1, H, W) each), one column per class.
+
+    All images share the 0..1 grey scale, so a washed-out or saturated prototype shows as such;
+    ``row_notes`` adds a short score under each prior's name.
+    """
+    if not prototypes:
+        raise ReplearnError("plot_prior_comparison got no prototypes; pass {prior name: (C, 1, H, W) images}")
+    shapes = {tuple(t.shape) for t in prototypes.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 4:
+        raise ReplearnError(f"every prior needs prototypes of one shape (C, 1, H, W), got {sorted(shapes)}")
+    n_rows, n_cols = len(prototypes), next(iter(shapes))[0]
+    names = list(class_names) if class_names is not None else [str(c) for c in range(n_cols)]
+    fig = Figure(figsize=(0.75 * n_cols + 1.6, 0.8 * n_rows + 0.5), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for r, (prior, images) in enumerate(prototypes.items()):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.imshow(images[c, 0].detach().cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(names[c] if c < len(names) else str(c), fontsize=8)
+        note = (row_notes or {}).get(prior, "")
+        axes[r, 0].set_ylabel(prior + (f"\n{note}" if note else ""), fontsize=8, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

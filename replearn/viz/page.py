@@ -18,6 +18,8 @@ nav a { margin-right: .8em; } .meta { color: #555; font-size: .9em; }
 .figs { display: flex; flex-wrap: wrap; gap: 1.2em; align-items: flex-start; }
 figure { margin: 0; max-width: 100%; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: .85em; color: #444; max-width: 36em; margin-top: .3em; }
+table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1em; }
+th, td { border: 1px solid #ccc; padding: .2em .5em; text-align: left; }
 """
 
 
@@ -36,6 +38,8 @@ class PageSection:
     title: str
     intro: str = ""
     figures: list[PageFigure] = field(default_factory=list)
+    # Optional table shown under the intro: a header row, then data rows (plain strings, escaped).
+    table: list[list[str]] = field(default_factory=list)
 
 
 def _anchor(title: str) -> str:
@@ -78,6 +82,11 @@ def write_page(
         parts.append(f'<section id="{anchor}"><h2>{html.escape(section.title)}</h2>')
         if section.intro:
             parts.append(f"<p>{html.escape(section.intro)}</p>")
+        if section.table:
+            head, *body = section.table
+            parts.append("<table><tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in head) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in body]
+            parts.append("</table>")
         parts.append('<div class="figs">')
         for fig in section.figures:
             src = _relative_src(fig.path, base)
