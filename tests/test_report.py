@@ -115,6 +115,27 @@ def test_synthetic_sweep_end_to_end(tmp_path):
     assert "summary.csv" in page and "runs.csv" in page
 
 
+def test_hand_edited_analysis_files_are_skipped_not_fatal(tmp_path):
+    good = fake_analysis(2, 0)
+    odd = fake_analysis(2, 1)
+    odd["trained"]["probe_eval_acc"] = ["high", None, True, 0.5]  # not numbers: read as missing
+    odd["trained"]["cka"] = [[1.0, 0.5], [0.5]]  # ragged
+    del odd["random_init"]  # no control: control columns stay empty
+    odd["dissection"] = "gone"
+    write_fake_run(tmp_path / "depth=2,seed=0", 2, 0, analysis=good)
+    write_fake_run(tmp_path / "depth=2,seed=1", 2, 1, analysis=odd)
+    write_fake_run(tmp_path / "depth=2,seed=2", 2, 2, analysis={"layers": "input", "position": [0], "trained": {}})
+    write_fake_run(tmp_path / "depth=2,seed=3", 2, 3, analysis=[1, 2])
+    cfg = OmegaConf.create({"sweep": str(tmp_path), "root": str(tmp_path), "cross_cka_images": 0, "progress": False})
+    compare_depth(cfg)
+    rows = list(csv.DictReader(open(tmp_path / "depth_report" / "summary.csv")))
+    probe = {r["layer"]: r for r in rows if r["metric"] == "probe_eval_acc"}
+    assert probe["blocks.1"]["n_seeds"] == "1" and probe["logits"]["n_seeds"] == "2"
+    assert probe["blocks.1"]["diff_pairs"] == "1"  # seed 1 has no control to pair with
+    runs = list(csv.DictReader(open(tmp_path / "depth_report" / "runs.csv")))
+    assert len(runs) == 4  # every run is still listed
+
+
 def test_page_template_escapes_and_renders_every_part(tmp_path):
     from replearn.report.render import Figure, Section, Table, render_html, render_markdown
 

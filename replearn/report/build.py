@@ -221,6 +221,16 @@ def _dissection_figures(cells_of: dict[str, list[Cell]], out: Path) -> list[tupl
     return figures
 
 
+def _cka_grid(analysis: dict, block: str, size: int) -> np.ndarray | None:
+    """The block's layer × layer CKA grid, or None if it is absent or not size × size numbers."""
+    data = analysis.get(block)
+    try:
+        grid = np.asarray(data["cka"], dtype=float)
+    except (TypeError, KeyError, ValueError):
+        return None
+    return grid if grid.shape == (size, size) else None
+
+
 def _within_cka(cells_of: dict[str, list[Cell]], out: Path) -> list[tuple[str, str, str]]:
     """Per variant: within-model CKA averaged over seeds, per depth the trained grid above its random-init grid."""
     figures = []
@@ -230,9 +240,9 @@ def _within_cka(cells_of: dict[str, list[Cell]], out: Path) -> list[tuple[str, s
         fig, panels = _panel_grid(len(cells), 2, width=3.4, height=3.0)
         for axes, cell in zip(panels, cells):
             for ax, (block, name) in zip(axes, (("trained", "trained"), ("random_init", "random init"))):
-                grids = [np.asarray(a[block]["cka"], dtype=float) for a in cell.analyses.values()
-                         if isinstance(a.get(block), dict) and a[block].get("cka")]
-                if not grids or len({g.shape for g in grids}) != 1:
+                grids = [g for g in (_cka_grid(a, block, len(cell.layers)) for a in cell.analyses.values())
+                         if g is not None]
+                if not grids:
                     ax.set_title(f"depth {cell.depth} {name}: no CKA", fontsize=8)
                     ax.axis("off")
                     continue

@@ -88,7 +88,7 @@ def direction(iv: Interval) -> str:
 
 def control_counts(rows: list[dict], key: str = "trained_vs_control") -> Counter:
     """Counts of the per-cell verdicts over depth × layer cells (the input layer excluded: it is the same image)."""
-    return Counter(row[key] for row in rows if row["layer"] != INPUT and row[key])
+    return Counter(row[key] for row in rows if row["layer"] != INPUT and row[key] not in ("", "no data"))
 
 
 def _counts_text(counts: Counter, what: str) -> str:
@@ -131,8 +131,15 @@ def metric_claim(variant: str, metric: Metric, cells: list[Cell], rows: list[dic
 
 def _unit_counts(analysis: dict, block: str, layers: list[str]) -> list[float]:
     """Units per layer from the dissection block (1 per layer when it is absent, so fractions weigh equally)."""
-    per_layer = ((analysis.get("dissection") or {}).get(block) or {})
-    return [float(len((per_layer.get(name) or {}).get("best_concept") or [])) or 1.0 for name in layers]
+    dissection = analysis.get("dissection")
+    per_layer = dissection.get(block) if isinstance(dissection, dict) else None
+    per_layer = per_layer if isinstance(per_layer, dict) else {}
+    counts = []
+    for name in layers:
+        units = per_layer.get(name)
+        best = units.get("best_concept") if isinstance(units, dict) else None
+        counts.append(float(len(best)) if isinstance(best, list) and best else 1.0)
+    return counts
 
 
 def level_centroids(cells: list[Cell], block: str = "trained") -> dict[int, dict[int, float]]:

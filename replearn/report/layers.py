@@ -22,7 +22,14 @@ INPUT, LOGITS = "input", "logits"
 def _cka_with_input(block: dict) -> list | None:
     """CKA of each layer with the input pixels: row 0 of the layer × layer CKA grid."""
     grid = block.get("cka")
-    return list(grid[0]) if grid else None
+    return list(grid[0]) if isinstance(grid, list) and grid and isinstance(grid[0], list) else None
+
+
+def _number(value) -> float | None:
+    """A finite float, or None for null, nan and anything that is not a number (a hand-edited file)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -36,7 +43,7 @@ class Metric:
     extract: Callable[[dict], list | None] | None = None
 
     def values(self, block: dict | None) -> list | None:
-        if not block:
+        if not isinstance(block, dict):
             return None
         return self.extract(block) if self.extract else block.get(self.key)
 
@@ -84,10 +91,13 @@ class Cell:
         out = {}
         for seed, analysis in self.analyses.items():
             data = analysis.get(block)
-            values = metric.values(data) if isinstance(metric, Metric) else (data or {}).get(metric)
-            if values is None or len(values) != len(self.layers):
+            if isinstance(metric, Metric):
+                values = metric.values(data)
+            else:
+                values = data.get(metric) if isinstance(data, dict) else None
+            if not isinstance(values, list) or len(values) != len(self.layers):
                 continue
-            out[seed] = [None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v) for v in values]
+            out[seed] = [_number(v) for v in values]
         return out
 
     def hidden(self) -> list[int]:
@@ -103,8 +113,10 @@ def analysed_cells(records: list[RunRecord]) -> list[Cell]:
         if r.status != "ok" or not isinstance(a, dict) or not isinstance(a.get("trained"), dict):
             continue
         layers, position = a.get("layers"), a.get("position")
-        if not layers or not position or len(layers) != len(position):
-            continue
+        if (not isinstance(layers, list) or not isinstance(position, list) or not layers
+                or len(layers) != len(position) or not all(isinstance(n, str) for n in layers)
+                or any(_number(p) is None for p in position)):
+            continue  # not an analysis.json this report can read; the run still counts in runs.csv
         cell = groups.setdefault((r.variant, r.depth), Cell(r.variant, r.depth, list(layers), list(position), {}))
         if list(layers) == cell.layers:  # a run of another architecture under the same name is not averaged in
             cell.analyses[r.seed] = a
