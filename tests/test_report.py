@@ -160,11 +160,12 @@ def test_level_fraction_bars_and_integer_epoch_ticks():
     assert len(bars) == 16  # 2 layers x 4 levels x (trained, control)
     tops = sorted({round(b.get_y() + b.get_height(), 6) for b in bars})
     assert tops[-1] == pytest.approx(1.0)
-    fig = plot_curves_by_depth({1: [0.9, 0.95], 2: [0.8, 0.9]})
-    ax = fig.axes[0]
-    fig.canvas.draw()
-    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
-    assert ticks and all(float(t).is_integer() for t in ticks)
+    for curves in ({1: [0.9]}, {1: [0.9, 0.95], 2: [0.8, 0.9]}, {1: [0.5 + 0.01 * e for e in range(40)]}):
+        fig = plot_curves_by_depth(curves)
+        ax = fig.axes[0]
+        fig.canvas.draw()
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
 
 
 def test_variant_names():

@@ -57,7 +57,14 @@ def plot_curves_by_depth(curves: dict[int, list[float]], title: str = "", ax=Non
     for depth in sorted(curves):
         acc = curves[depth]
         ax.plot(range(1, len(acc) + 1), [100 * a for a in acc], "o-", color=colors[depth], label=f"depth {depth}")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    # Epochs are whole numbers: tick each one when there are few (a locator alone falls back to
+    # fractions when the axis spans a single epoch).
+    epochs = max((len(acc) for acc in curves.values()), default=0)
+    if 0 < epochs <= 15:
+        ax.set_xticks(range(1, epochs + 1))
+        ax.set_xlim(0.5, epochs + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(title)
