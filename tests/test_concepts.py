@@ -239,6 +239,7 @@ def test_concept_list_levels_and_class_names():
         (torch.zeros(2, 1, H, W, dtype=torch.uint8), torch.zeros(3, dtype=torch.int64), "one label per image"),
         (torch.zeros(2, 3, H, W, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64), "grayscale"),
         (torch.zeros(2, 1, H, W, dtype=torch.uint8), torch.tensor([0, 12]), "class names"),
+        (torch.full((2, 1, H, W), -0.42), torch.zeros(2, dtype=torch.int64), "not normalized"),
     ],
 )
 def test_bad_input_is_one_clear_error(images, labels, message):

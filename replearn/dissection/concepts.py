@@ -170,6 +170,9 @@ def _as_float_images(images: torch.Tensor) -> np.ndarray:
     if images.dim() != 3:
         raise ReplearnError(f"images have shape {tuple(images.shape)}; expected (N, 1, H, W) or (N, H, W) grayscale")
     x = images.detach().cpu().float().numpy()
+    if x.size and float(x.min()) < 0:
+        raise ReplearnError(f"images have negative values (min {float(x.min()):.3g}): pass raw uint8 images or floats "
+                            "in [0, 1], not normalized ones")
     if images.dtype == torch.uint8:
         x = x / 255.0
     peak = x.reshape(len(x), -1).max(axis=1) if len(x) else np.zeros(0)
