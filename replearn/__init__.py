@@ -58,6 +58,7 @@ _EXPORTS = {
     "plot_actmax": "replearn.viz",
     "plot_feature_maps": "replearn.viz",
     "plot_activation_heatmap": "replearn.viz",
+    "embed_2d": "replearn.viz",
     "plot_embedding": "replearn.viz",
     "plot_embeddings_by_layer": "replearn.viz",
     "plot_training_curves": "replearn.curves",

@@ -1,0 +1,41 @@
+"""examples/course.ipynb runs top to bottom (small settings) within the issue's 3-minute budget."""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "course.ipynb"
+BUDGET_SECONDS = 180
+
+
+def _text(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.output_type == "stream")
+
+
+@pytest.mark.slow  # about a minute on 2 shared CPU cores
+def test_course_notebook_runs(tmp_path, mnist_root, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("REPLEARN_DATA_DIR", str(mnist_root))
+    monkeypatch.setenv("REPLEARN_COURSE_QUICK", "1")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the notebook without outputs"
+    start = time.perf_counter()
+    client = nbclient.NotebookClient(nb, timeout=BUDGET_SECONDS, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # raises CellExecutionError naming the failing cell
+    seconds = time.perf_counter() - start
+    assert seconds <= BUDGET_SECONDS, f"the notebook took {seconds:.0f} s"
+
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    everything = "\n".join(_text(c) for c in code)
+    assert "3·2 + 5·4 = 6 + 20 = 26 -> ReLU -> 26" in everything
+    assert "prediction:" in everything
+    for layer in ("input", "blocks.0", "blocks.2", "logits"):
+        assert f"{layer:>9}  probe accuracy" in everything
+    figures = sum(1 for c in code for o in c.outputs if "image/png" in o.get("data", {}))
+    assert figures == 8  # every figure cell drew its figure
+    for depth in (1, 3, 6):
+        assert (tmp_path / "outputs" / "course" / f"mlp_d{depth}" / "final.json").is_file()
