@@ -35,5 +35,11 @@ def load_checkpoint(spec: str | os.PathLike, map_location: str | torch.device = 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ReplearnError(f"cannot load {path}: {first}; the file is corrupt or not a replearn checkpoint") from None
+        text = str(exc)
+        # torch's own message for this case suggests weights_only=False, i.e. running code from the file: never.
+        if "weights_only" in text or "Weights only load failed" in text:
+            reason = "it holds objects other than tensors and plain containers, which are refused because loading them could run code"
+        else:
+            reason = text.splitlines()[0] if text else type(exc).__name__
+        raise ReplearnError(f"cannot load {path}: {reason}; the file is corrupt or not a replearn checkpoint: "
+                            "use a run folder written by scripts/train.py") from None

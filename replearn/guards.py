@@ -129,7 +129,7 @@ def check_memory(needed: int, what: str, device_type: str, override: str) -> Non
     free = available_bytes(device_type)
     if free is not None and needed > MAX_FRACTION * free:
         raise ReplearnError(f"{what} needs about {_gb(needed)} but only {_gb(free)} is free on {device_type}; "
-                            f"use a smaller model or batch, or pass {override} to try anyway")
+                            f"use a smaller model or batch, or {override} to try anyway")
 
 
 def _device_type(device: str) -> str:
@@ -150,7 +150,7 @@ def check_training(cfg) -> Estimate:
     needed = est.training_bytes(cfg.trainer.batch_size, cfg.trainer.eval_batch_size, images)
     what = (f"training model={cfg.model.name} depth={cfg.model.depth} ({est.params:,} parameters, "
             f"batch {cfg.trainer.batch_size})")
-    check_memory(needed, what, _device_type(str(cfg.device)), "trainer.force_resources=true")
+    check_memory(needed, what, _device_type(str(cfg.device)), "pass trainer.force_resources=true")
     return est
 
 
@@ -159,7 +159,7 @@ def check_stored_model(model_cfg: Mapping, source: str, device_type: str = "cpu"
     est = estimate(model_cfg)
     if not forced():
         what = f"the model stored in {source} ({model_cfg.get('name')} depth={model_cfg.get('depth')}, {est.params:,} parameters)"
-        check_memory(est.inference_bytes(), what, device_type, f"{FORCE_ENV}=1")
+        check_memory(est.inference_bytes(), what, device_type, f"set {FORCE_ENV}=1")
     return est
 
 

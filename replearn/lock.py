@@ -40,6 +40,8 @@ class RunLock:
     def acquire(self) -> "RunLock":
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.dir, os.W_OK | os.X_OK):  # a read-only folder: refuse before writing anything
+                raise PermissionError(errno.EACCES, "read-only or no permission", str(self.dir))
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise ReplearnError(f"cannot write to {self.dir} ({exc.strerror}); make it writable "

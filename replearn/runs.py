@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from replearn.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from replearn.data import Splits, load_splits
 from replearn.errors import ReplearnError
+from replearn.guards import check_images, check_stored_model
 from replearn.models import LayeredModel, build_model
 
 
@@ -25,7 +26,7 @@ class LoadedRun:
 
     def splits(self) -> Splits:
         """The run's dataset (same validation split as in training)."""
-        return load_splits(self.cfg.data)
+        return check_images(load_splits(self.cfg.data), self.cfg.data)
 
 
 def resolve_run_dir(spec: str | os.PathLike, root: str | os.PathLike = "outputs") -> Path:
@@ -44,11 +45,24 @@ def resolve_run_dir(spec: str | os.PathLike, root: str | os.PathLike = "outputs"
 
 
 def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedRun:
-    """Rebuild the model of a run folder and load its final weights."""
+    """Rebuild the model of a run folder and load its final weights.
+
+    The checkpoint's stored config is checked before the model is built: a file can describe a
+    model far too big for this machine (``REPLEARN_FORCE_RESOURCES=1`` builds it anyway).
+    """
     run_dir = resolve_run_dir(run_dir)
+    path = run_dir / CHECKPOINT_NAME
     state = load_checkpoint(run_dir, map_location=device)
-    cfg = OmegaConf.create(state["config"])
-    model = build_model(**OmegaConf.to_container(cfg.model, resolve=True))
-    model.load_state_dict(state["model"])
+    stored = state.get("config") if isinstance(state, dict) else None
+    if not isinstance(stored, dict) or not isinstance(stored.get("model"), dict) or "model" not in state:
+        raise ReplearnError(f"{path} holds no model config and weights; pass a run folder written by scripts/train.py")
+    check_stored_model(stored["model"], str(path), torch.device(device).type)
+    try:
+        cfg = OmegaConf.create(stored)
+        model = build_model(**OmegaConf.to_container(cfg.model, resolve=True))
+        model.load_state_dict(state["model"])
+    except Exception as exc:  # the stored config and weights come from a file: any mismatch is one line
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ReplearnError(f"{path} does not rebuild: {first}; the checkpoint is damaged or from another version") from None
     model.to(device).eval()
     return LoadedRun(model=model, cfg=cfg, run_dir=run_dir)

@@ -84,6 +84,8 @@ class TrainerConfig:
     resume: Optional[str] = None
     # Re-run even if the output dir already holds a finished run.
     force: bool = False
+    # Train even if the memory estimate (parameters + activations, replearn.guards) exceeds what is free.
+    force_resources: bool = False
     progress: bool = True
     # Torch CPU threads per run; 0 = auto: the cores other processes leave free, re-checked each
     # epoch (replearn.device.ThreadPolicy). Sweeps with parallel jobs set 1.

@@ -5,6 +5,7 @@ Each failure is one line naming the key, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from omegaconf import DictConfig
@@ -32,6 +33,18 @@ def _positive(cfg: DictConfig, key: str) -> None:
     value = _select(cfg, key)
     if not value > 0:
         _fail(key, value, "must be a number > 0")
+
+
+def _finite(cfg: DictConfig, key: str) -> None:
+    value = _select(cfg, key)
+    if not math.isfinite(value):
+        _fail(key, value, "must be a finite number")
+
+
+def _in_unit(cfg: DictConfig, key: str) -> None:
+    value = _select(cfg, key)
+    if not 0.0 <= value < 1.0:
+        _fail(key, value, "must be in [0, 1)")
 
 
 def _choice(cfg: DictConfig, key: str, allowed) -> None:
@@ -71,10 +84,31 @@ def validate_train(cfg: DictConfig) -> None:
     if not 0.0 <= smoothing < 1.0:
         _fail("trainer.label_smoothing", smoothing, "must be in [0, 1)")
     _at_least(cfg, "trainer.threads", 0)
+    _finite(cfg, "optim.lr")
+    _finite(cfg, "optim.weight_decay")
+    if cfg.optim.name == "adam":
+        _in_unit(cfg, "optim.beta1")
+        _in_unit(cfg, "optim.beta2")
+    elif cfg.optim.name == "sgd":
+        _in_unit(cfg, "optim.momentum")
+    if cfg.trainer.schedule == "onecycle":
+        warmup = cfg.trainer.warmup_fraction
+        if not 0.0 < warmup < 1.0:
+            _fail("trainer.warmup_fraction", warmup, "must be in (0, 1): the share of the steps spent warming up")
+    for key in ("seed", "data.split_seed"):
+        value = _select(cfg, key)
+        if not 0 <= value < 2**63:
+            _fail(key, value, "must be an integer in [0, 2**63)")
+    if cfg.data.name == "synthetic":
+        _at_least(cfg, "data.num_train", 2)
+        _at_least(cfg, "data.num_test", 1)
     device = str(cfg.device)
     if device != "auto" and not (device == "cpu" or device.startswith("cuda")):
         _fail("device", device, "use auto, cpu, cuda or cuda:N")
     validate_analysis(cfg.analysis)
+    from replearn.guards import check_training
+
+    check_training(cfg)  # last: the memory estimate needs the checked sizes above
     if "logger" in cfg:
         validate_logger(cfg.logger)
 
@@ -85,3 +119,18 @@ def validate_bench(cfg: DictConfig) -> None:
     _choice(cfg, "suite", ("train", "viz", "analysis", "threads", "loggers"))
     _at_least(cfg, "repeats", 1)
     _at_least(cfg, "baseline_batch_size", 1)
+
+
+def validate_compare_depth(cfg: DictConfig) -> None:
+    """scripts/compare_depth.py: a sweep folder is required."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_missing(cfg, "sweep") or not str(cfg.sweep):
+        raise ReplearnError("sweep is missing: pass sweep=<multirun folder> (e.g. sweep=multirun/depth_mlp) or sweep=latest")
+    _at_least(cfg, "cross_cka_images", 0)
+
+
+def validate_trace(cfg: DictConfig) -> None:
+    """scripts/trace.py: ranges of its options."""
+    _at_least(cfg, "image_index", 0)
+    _at_least(cfg, "top_units", 1)

@@ -1,14 +1,16 @@
 """Read every run of a sweep folder: config, status, final metrics, curves, analysis.
 
-A run that never started (in the sweep's grid but without a folder) is
-``missing``; one with a folder but no ``final.json`` is ``failed``; a
-``diverged`` run keeps that status. None is dropped.
+A run that never started (asked for by the sweep but without a folder, or with
+only Hydra's ``.hydra/`` from a failed start) is ``missing``; one with a folder
+but no readable ``final.json`` (or any other unreadable file) is ``failed``
+with the reason; a ``diverged`` run keeps that status. None is dropped.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,89 +40,188 @@ class RunRecord:
 
 def variant_name(model_cfg: dict, overrides: list | None = None) -> str:
     """The run's ``variant=`` override if it has one, else a name built from norm/residual/init."""
-    for override in overrides or []:
+    for override in overrides if isinstance(overrides, list) else []:
         key, _, value = str(override).partition("=")
         if key.lstrip("+") == "variant" and value:
             return value
     norm = model_cfg.get("norm", "none")
-    parts = (["residual"] if model_cfg.get("residual") else []) + ([norm] if norm != "none" else [])
+    parts = (["residual"] if model_cfg.get("residual") else []) + ([str(norm)] if norm != "none" else [])
     if model_cfg.get("init", "he") != "he":
         parts.append(f"{model_cfg['init']}_init")
     return "+".join(parts) or "plain"
 
 
-def _read_yaml(path: Path) -> dict | None:
+def _read_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: undecodable bytes
         return None
 
 
-def _read_json(path: Path) -> dict | None:
+def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return None
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    rows = []
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return rows
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line torn by a kill mid-write
+        if isinstance(row, dict) and "epoch" in row:
+            rows.append(row)
+    return rows
+
+
+def _name_keys(path: Path) -> dict[str, str]:
+    """``depth=8,seed=1,variant=plain`` (Hydra's override_dirname) -> its key/value pairs."""
+    keys = {}
+    for part in path.name.split(","):
+        key, sep, value = part.partition("=")
+        if sep:
+            keys[key.lstrip("+")] = value
+    return keys
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+# Files only a started run has; a folder with none of them (Hydra's .hydra/ from a failed start) is no run.
+RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoint.pt", "final.json")
+# An ``ok`` final.json from before exploding losses were caught: a test loss above 10x chance's ln(10).
+EXPLODED_TEST_LOSS = 10 * math.log(10)
+
+
+def _judge(final: Any) -> tuple[str, str]:
+    """(status, reason) from a final.json's contents; anything unreadable is ``failed`` with why."""
+    if final is None:
+        return "failed", "no readable final.json (stopped before it finished, or the file is corrupt)"
+    if not isinstance(final, dict):
+        return "failed", f"final.json holds {type(final).__name__}, not a run summary"
+    status = final.get("status")
+    if status == "diverged":
+        return "diverged", str(final.get("error", ""))
+    if status != "ok":
+        return "failed", f"final.json has status {status!r}"
+    acc, loss = final.get("test_acc"), final.get("test_loss")
+    if not isinstance(acc, (int, float)) or isinstance(acc, bool) or not math.isfinite(acc):
+        return "failed", f"final.json has test_acc {acc!r}"
+    if isinstance(loss, (int, float)) and not (math.isfinite(loss) and loss <= EXPLODED_TEST_LOSS):
+        return "diverged", f"test loss {loss:.3g} (over {EXPLODED_TEST_LOSS:.3g}): the loss exploded although it was recorded as ok"
+    return "ok", ""
 
 
 def read_run(path: Path) -> RunRecord | None:
-    """One run folder, or None if the folder holds no run at all."""
-    cfg = _read_yaml(path / "config.yaml") or _read_yaml(path / ".hydra" / "config.yaml")
-    if cfg is None or "model" not in cfg:
+    """One run folder, or None if the folder holds no run at all.
+
+    Never raises on a corrupt file: an unreadable config, final.json or depth makes the run
+    ``failed`` with the reason in ``error``.
+    """
+    if not any((path / name).exists() for name in RUN_FILES):
         return None
+    names = _name_keys(path)
+    cfg = _read_yaml(path / "config.yaml")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict):
+        cfg = _read_yaml(path / ".hydra" / "config.yaml")
+    overrides = _read_yaml(path / ".hydra" / "overrides.yaml")
+    overrides = overrides if isinstance(overrides, list) else []
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict):
+        depth, seed = _as_int(names.get("depth")), _as_int(names.get("seed"))
+        return RunRecord(path=path, status="failed", variant=names.get("variant", "unknown"),
+                         depth=depth if depth is not None else 0, seed=seed if seed is not None else 0,
+                         error="config.yaml is missing or unreadable")
     model_cfg = cfg["model"]
-    depth = model_cfg.get("depth", cfg.get("depth"))
-    if isinstance(depth, str):  # unresolved interpolation in .hydra/config.yaml
-        depth = cfg.get("depth")
+    depth = _as_int(model_cfg.get("depth"))
+    if depth is None:  # unresolved interpolation in .hydra/config.yaml, or a damaged file
+        depth = _as_int(cfg.get("depth"))
+    seed = _as_int(cfg.get("seed", 0))
+    variant = variant_name(model_cfg, overrides)
     final = _read_json(path / "final.json")
-    metrics = []
-    if (path / "metrics.jsonl").exists():
-        for line in (path / "metrics.jsonl").read_text().splitlines():
-            try:
-                metrics.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    status = final.get("status", "failed") if final else "failed"
+    status, error = _judge(final)
+    if depth is None or depth < 1:
+        status, error = "failed", f"config.yaml has depth {model_cfg.get('depth')!r}"
+        depth = _as_int(names.get("depth")) or 0
+    if seed is None:
+        status, error, seed = "failed", f"config.yaml has seed {cfg.get('seed')!r}", 0
+    analysis = _read_json(path / "analysis.json")
     return RunRecord(
-        path=path, status=status, variant=variant_name(model_cfg, _read_yaml(path / ".hydra" / "overrides.yaml")), depth=int(depth), seed=int(cfg.get("seed", 0)),
-        model=model_cfg.get("name", ""), final=final or {}, metrics=metrics,
-        analysis=_read_json(path / "analysis.json"), error=(final or {}).get("error", ""),
+        path=path, status=status, variant=variant, depth=depth, seed=seed,
+        model=str(model_cfg.get("name", "")), final=final if isinstance(final, dict) else {},
+        metrics=_read_metrics(path / "metrics.jsonl") if status != "failed" or final is None else [],
+        analysis=analysis if isinstance(analysis, dict) else None, error=error,
     )
 
 
 def expected_grid(sweep_dir: Path) -> list[dict[str, str]]:
-    """The sweep's parameter combinations from Hydra's multirun.yaml (empty if unknown)."""
-    multirun = _read_yaml(sweep_dir / "multirun.yaml") or {}
-    params = dict(((multirun.get("hydra") or {}).get("sweeper") or {}).get("params") or {})
-    for override in ((multirun.get("hydra") or {}).get("overrides") or {}).get("task") or []:
-        key, _, value = str(override).partition("=")
-        if "," in value and not key.startswith("hydra"):
-            params[key] = value
-    if not params:
+    """The runs the sweep was asked for, as {variant, depth, seed} values (only the keys it set).
+
+    Hydra's sweeper takes the experiment's ``sweeper.params`` and lets the command line's task
+    overrides replace them key by key, so ``variant=plain depth=1,4,8 seed=0`` asks for 3 runs.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    multirun = _read_yaml(sweep_dir / "multirun.yaml")
+    hydra = multirun.get("hydra") if isinstance(multirun, dict) else None
+    if not isinstance(hydra, dict):
         return []
-    keys = sorted(params)
-    values = [[v.strip() for v in str(params[k]).split(",")] for k in keys]
-    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+    params = (hydra.get("sweeper") or {}).get("params") or {}
+    task = (hydra.get("overrides") or {}).get("task") or []
+    lines = [f"{k}={v}" for k, v in dict(params).items()] + [str(o) for o in task]
+    parser = OverridesParser.create()
+    values: dict[str, list[str]] = {}
+    for line in lines:
+        try:
+            override = parser.parse_override(line)
+            key = override.key_or_group.lstrip("+~")
+            if override.is_sweep_override():
+                values[key] = list(override.sweep_string_iterator())
+            else:
+                values[key] = [override.get_value_element_as_str()]
+        except Exception:  # a form the grid does not need (e.g. a deletion): ignore it
+            continue
+    keys = [k for k in ("variant", "depth", "seed") if k in values]
+    if "depth" not in keys:
+        return []
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(values[k] for k in keys))]
 
 
 def collect_runs(sweep_dir: str | Path) -> list[RunRecord]:
-    """Every run in ``sweep_dir`` plus a ``missing`` record for each grid point without a folder."""
+    """Every run in ``sweep_dir`` plus a ``missing`` record for each requested run without a folder."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise ReplearnError(f"sweep={sweep_dir} is not a folder; pass a multirun folder or sweep=latest")
     records = []
-    for path in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name != "depth_report"):
+    for path in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name != "depth_report"
+                       and not p.name.startswith(".")):
         record = read_run(path)
         if record is not None:
             records.append(record)
-    seen = {(r.variant, r.depth, r.seed) for r in records}
     for point in expected_grid(sweep_dir):
-        variant = point.get("variant", records[0].variant if records else "plain")
-        key = (variant, int(point.get("depth", 0)), int(point.get("seed", 0)))
-        if key not in seen and "depth" in point:
-            records.append(RunRecord(path=sweep_dir / "(not started)", status="missing", variant=key[0],
-                                     depth=key[1], seed=key[2]))
-            seen.add(key)
+        depth, seed = _as_int(point["depth"]), _as_int(point.get("seed", 0))
+        if depth is None or seed is None:
+            continue
+        wanted = {"variant": point.get("variant"), "depth": depth, "seed": seed if "seed" in point else None}
+        if any(all(v is None or getattr(r, k) == v for k, v in wanted.items()) for r in records):
+            continue
+        variant = point.get("variant") or (records[0].variant if records else "plain")
+        records.append(RunRecord(path=sweep_dir / "(not started)", status="missing", variant=variant,
+                                 depth=depth, seed=seed))
     if not records:
         raise ReplearnError(f"no runs found in {sweep_dir}; run a sweep first (python scripts/train.py -m experiment=depth_mlp)")
     return sorted(records, key=lambda r: (r.variant, r.depth, r.seed))

@@ -47,9 +47,15 @@ class NetworkTrace:
     layers: list[LayerTrace]
 
 
+# Beyond this, products of a few layers overflow floats (or grow huge exact integers): not a course example.
+MAX_MAGNITUDE = 1e12
+
+
 def _number(value, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ReplearnError(f"{where} is {value!r}; it must be a number")
+    if not math.isfinite(value) or abs(value) > MAX_MAGNITUDE:
+        raise ReplearnError(f"{where} is {value!r}; it must be a finite number of magnitude at most {MAX_MAGNITUDE:g}")
     return value
 
 
@@ -105,6 +111,9 @@ def forward_trace(spec: dict) -> NetworkTrace:
         for node in layer["nodes"]:
             bias = node.get("bias", 0)
             total = sum(x * w for x, w in zip(values, node["weights"])) + bias
+            if not math.isfinite(total) or abs(total) > MAX_MAGNITUDE ** 2:
+                raise ReplearnError(f"layer '{layer.get('name', index + 1)}': a weighted sum reaches {float(total):.3g}; "
+                                    "use smaller inputs and weights")
             nodes.append(NodeTrace(list(values), list(node["weights"]), bias, total, ACTIVATIONS[activation](total)))
         layers.append(LayerTrace(layer.get("name", f"layer {index + 1}"), activation, nodes))
         values = [n.output for n in nodes]
