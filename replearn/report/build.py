@@ -211,13 +211,17 @@ def _dissection_figures(cells_of: dict[str, list[Cell]], out: Path) -> list[tupl
             means = {block: {k: [_seed_mean(cell, key, block)[i] for i in shown] for k, key in LEVEL_KEYS.items()}
                      for block in ("trained", "random_init")}
             control = means["random_init"] if cell.series(LEVEL_KEYS["l1"], "random_init") else None
-            plot_level_fractions([cell.layers[i] for i in shown], means["trained"], control,
+            methods = next(iter(cell.series_raw("dissect_method").values()), [None] * len(cell.layers))
+            labels = [cell.layers[i] + ("\n(grad×input)" if methods[i] == "grad_x_input" else "") for i in shown]
+            plot_level_fractions(labels, means["trained"], control,
                                  title=f"{variant}, depth {cell.depth} ({len(cell.seeds)} seeds)", ax=ax, note=False,
                                  legend=cell is cells[0])
         figures.append((DISSECTION, _save(fig, out / f"dissection_levels_{_slug(variant)}.png"),
                         f"{variant}: fraction of each layer's units labelled with a level-1 (edges & strokes), level-2 "
                         "(parts & shapes) or level-3 (digit) concept, or unlabelled, averaged over seeds; per layer, "
-                        "the left solid bar is the trained network, the right hatched bar its random-init control."))
+                        "the left solid bar is the trained network, the right hatched bar its random-init control. Layers marked "
+                        "(grad×input) have no spatial map (MLP units, logits): their units are dissected through the "
+                        "gradient × input map, a proxy for where in the image the unit's evidence lies."))
     return figures
 
 

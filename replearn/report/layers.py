@@ -100,6 +100,16 @@ class Cell:
             out[seed] = [_number(v) for v in values]
         return out
 
+    def series_raw(self, key: str, block: str = "trained") -> dict[int, list]:
+        """seed -> the block's per-layer list for ``key`` as stored (strings kept), when it has one entry per layer."""
+        out = {}
+        for seed, analysis in self.analyses.items():
+            data = analysis.get(block)
+            values = data.get(key) if isinstance(data, dict) else None
+            if isinstance(values, list) and len(values) == len(self.layers):
+                out[seed] = values
+        return out
+
     def hidden(self) -> list[int]:
         """Indices of the hidden layers (neither the input pixels nor the logits)."""
         return [i for i, name in enumerate(self.layers) if name not in (INPUT, LOGITS)]
