@@ -189,3 +189,27 @@ def test_sweep_claims_cover_every_variant_and_measured_metric():
     residual_probe = next(c for c in claims if c.variant == "residual" and c.topic == "probe_eval_acc")
     assert "trained falls" in residual_probe.text
     assert seed_slopes([c for c in other], METRIC_BY_KEY["probe_eval_acc"])[0] < 0
+
+
+def test_verdicts_on_the_claim_follow_the_data():
+    cells, rows = _sweep(levels=hierarchy, trained={"probe_eval_acc": rising()}, control={"probe_eval_acc": flat(0.2)})
+    checks = {c.topic: c for c in sweep_claims(cells, rows) if c.group == "verdict"}
+    assert {k: c.numbers["holds"] for k, c in checks.items()} == {
+        "verdict_dissect_fraction_l1": True, "verdict_dissect_fraction_l3": True,
+        "verdict_probe_eval_acc": True, "verdict_order": True}
+    assert checks["verdict_order"].text.startswith("Holds: edges & strokes < parts & shapes < digits")
+
+    rev, rows = _sweep(levels=reversed_hierarchy)
+    checks = {c.topic: c for c in sweep_claims(rev, rows) if c.group == "verdict"}
+    for key in ("verdict_dissect_fraction_l1", "verdict_dissect_fraction_l3", "verdict_order"):
+        assert checks[key].numbers["holds"] is False and checks[key].text.startswith("Does not hold"), key
+    assert "the opposite sign" in checks["verdict_dissect_fraction_l1"].text
+
+    # A trend the control has just as much is not credited to learning.
+    same, rows = _sweep(trained={"probe_eval_acc": rising()}, control={"probe_eval_acc": rising()}, control_noise=0)
+    probe = next(c for c in sweep_claims(same, rows) if c.topic == "verdict_probe_eval_acc")
+    assert probe.numbers["holds"] is False and probe.text.startswith("Holds, but not beyond the control")
+
+    one, rows = _sweep(seeds=(0,))
+    assert all(c.numbers["holds"] is None and c.text.startswith("Untested")
+               for c in sweep_claims(one, rows) if c.group == "verdict")

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from replearn.report.layers import INPUT, METRICS, Cell, Metric
-from replearn.report.stats import Interval, interval, slope
+from replearn.report.stats import Interval, interval, paired_difference, slope
 
 LEVELS = {1: "edges & strokes", 2: "parts & shapes", 3: "digits"}
 
@@ -108,13 +108,15 @@ def metric_claim(variant: str, metric: Metric, cells: list[Cell], rows: list[dic
     rows = [r for r in rows if r["variant"] == variant and r["metric"] == metric.key]
     if not rows:
         return None
-    trained = interval(list(seed_slopes(cells, metric, "trained").values()))
-    control = interval(list(seed_slopes(cells, metric, "random_init").values()))
+    t_slopes, c_slopes = seed_slopes(cells, metric, "trained"), seed_slopes(cells, metric, "random_init")
+    trained, control = interval(list(t_slopes.values())), interval(list(c_slopes.values()))
+    # Is the trend learned? The trained − control slope, paired by seed.
+    learned = paired_difference([t_slopes[s] for s in t_slopes], [c_slopes.get(s) for s in t_slopes])
     counts = control_counts(rows)
     text = (f"{_upper(metric.label)}: trained {direction(trained)} with layer position (slope {format_interval(trained)}, "
-            f"{trained.n} seed(s)); control {direction(control)} (slope {format_interval(control)}). "
-            f"{_upper(_counts_text(counts, 'control'))}.")
-    numbers = {"slope": trained, "control_slope": control, "vs_control": dict(counts)}
+            f"{trained.n} seed(s)); control {direction(control)} (slope {format_interval(control)}; trained − control "
+            f"slope {format_interval(learned)}). {_upper(_counts_text(counts, 'control'))}.")
+    numbers = {"slope": trained, "control_slope": control, "slope_vs_control": learned, "vs_control": dict(counts)}
     if metric.floor_key:
         floor = control_counts(rows, "trained_vs_floor")
         if sum(floor.values()):
@@ -193,6 +195,55 @@ def order_claim(variant: str, cells: list[Cell]) -> Claim | None:
     return Claim(variant, "dissection_order", "dissection", text, numbers)
 
 
+# Predictions of the claim "edges & strokes first, then parts & shapes, then digits", each a sign of a slope.
+PREDICTIONS = [
+    ("dissect_fraction_l1", "below 0", "units labelled with edges & strokes become rarer with layer position"),
+    ("dissect_fraction_l3", "above 0", "units labelled with digits become commoner with layer position"),
+    ("probe_eval_acc", "above 0", "the digit class becomes more linearly decodable with layer position"),
+]
+
+
+def verdicts(variant: str, claims: list[Claim]) -> list[Claim]:
+    """Each prediction of the claim checked against this variant's numbers: holds, does not hold, or untested."""
+    mine = {c.topic: c for c in claims if c.variant == variant}
+    out = []
+    for key, expected, statement in PREDICTIONS:
+        claim = mine.get(key)
+        if claim is None:
+            continue
+        slope_iv, learned = claim.numbers["slope"], claim.numbers["slope_vs_control"]
+        if slope_iv.sign in ("no CI", "no data"):
+            text = f"Untested (fewer than two seeds): {statement} (slope {format_interval(slope_iv)})."
+            holds = None
+        elif slope_iv.sign != expected:
+            text = (f"Does not hold: {statement} — the trained slope is {format_interval(slope_iv)}, "
+                    f"{'its CI includes 0' if slope_iv.sign in ('includes 0', 'zero') else 'the opposite sign'}.")
+            holds = False
+        else:
+            more = (f"and more than in the random-init control (trained − control slope {format_interval(learned)})"
+                    if learned.sign == expected else
+                    f"but not more than in the random-init control (trained − control slope {format_interval(learned)}, "
+                    "so the architecture alone may produce it)")
+            head = "Holds" if learned.sign == expected else "Holds, but not beyond the control"
+            text = f"{head}: {statement} (trained slope {format_interval(slope_iv)}), {more}."
+            holds = learned.sign == expected
+        out.append(Claim(variant, f"verdict_{key}", "verdict", text, {"holds": holds}))
+    order = mine.get("dissection_order")
+    if order and "trained" in order.numbers:
+        t, c = order.numbers["trained"], order.numbers.get("random_init")
+        control = f"; the control shows it in {c['order_holds']} of {c['seeds']}" if c else ""
+        if t["seeds"] < 2:
+            holds, head = None, "Untested (fewer than two seeds)"
+        else:
+            holds = t["order_holds"] == t["seeds"] and not (c and c["order_holds"] == c["seeds"])
+            head = "Holds" if holds else "Does not hold"
+        out.append(Claim(variant, "verdict_order", "verdict",
+                         f"{head}: edges & strokes < parts & shapes < digits in mean layer position, in every seed and "
+                         f"not in the control — trained networks show this order in {t['order_holds']} of "
+                         f"{t['seeds']} seed(s){control}.", {"holds": holds}))
+    return out
+
+
 def sweep_claims(cells: list[Cell], rows: list[dict], metrics: list[Metric] = METRICS) -> list[Claim]:
     """Every computed sentence, per variant: one per metric with data, plus the dissection order."""
     claims = []
@@ -205,4 +256,5 @@ def sweep_claims(cells: list[Cell], rows: list[dict], metrics: list[Metric] = ME
         order = order_claim(variant, mine)
         if order:
             claims.append(order)
+        claims.extend(verdicts(variant, claims))
     return claims

@@ -102,11 +102,15 @@ def glance_section(claims: list[Claim]) -> Section | None:
                                       + [f"{n[block]['order_holds']} of {n[block]['seeds']}"])
             continue
         label = METRIC_BY_KEY[c.topic].label if c.topic in METRIC_BY_KEY else c.topic
+        if c.group == "verdict":
+            continue
         metric_rows.append([c.variant, label, format_interval(n["slope"]), format_interval(n["control_slope"]),
-                            _counts(n.get("vs_control")), _counts(n.get("vs_floor"))])
+                            format_interval(n["slope_vs_control"]), _counts(n.get("vs_control")),
+                            _counts(n.get("vs_floor"))])
     if not metric_rows:
         return None
     tables = [Table(["variant", "metric", "trained slope vs position [95% CI]", "control slope [95% CI]",
+                     "trained − control slope (paired) [95% CI]",
                      "vs control: cells above / below / same", "vs shuffled-label floor: above / below / same"], metric_rows, text_columns=2)]
     if order_rows:
         tables.append(Table(["variant", "network"] + [f"centroid: {name}" for name in LEVELS.values()]
@@ -137,6 +141,10 @@ def write_report(out: Path, sweep_dir: Path, table: list[dict], records: list[Ru
     by_metric = rows_by_metric(rows)
     glance = glance_section(claims)
     sections = [accuracy_section(table, records)] + ([glance] if glance else [])
+    checks = [c for c in claims if c.group == "verdict"]
+    if checks:
+        sections.append(Section("What the numbers say about the claim", intro=VERDICT_INTRO,
+                                bullets=[f"{c.variant}: {c.text}" for c in checks]))
     for title in ["Training", *GROUPS.values(), "Representation similarity", "Trainability"]:
         section = Section(title)
         group = next((g for g, t in GROUPS.items() if t == title), None)
@@ -160,6 +168,13 @@ def write_report(out: Path, sweep_dir: Path, table: list[dict], records: list[Ru
                        links=[("summary.md", "summary.md"), ("summary.csv", "summary.csv (per layer)"),
                               ("runs.csv", "runs.csv (per run)")])
 
+
+VERDICT_INTRO = (
+    "The claim — successive layers pick up oriented edges and strokes first, then parts and shapes, then whole "
+    "digits — predicts the signs below. Each is checked against the trained networks' slopes (95% CI over seeds "
+    "must exclude 0 with the predicted sign) and against the random-init control (the paired trained − control "
+    "slope must too); the level order must hold in every seed and not in every seed of the control."
+)
 
 INTRO = (
     "Every per-layer number is given for the trained networks and for their random-init controls (the same "
