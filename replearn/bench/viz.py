@@ -4,7 +4,12 @@
     (channels 32 -> 64 -> 128 -> 128), 256 steps, target <= 30 s;
 (b) capture of every layer of a random-init CNN(depth=8) over 10k images (the
     MNIST test set when $REPLEARN_DATA_DIR holds it, else random uint8), unpooled maps,
-    median of ``repeats`` runs, target <= 10 s.
+    median of ``repeats`` runs, target <= 10 s;
+(c) fitting the act-max data prior (PCA + GMM) on the MNIST training images (else random uint8),
+    uncached, target <= 30 s;
+(d) the 10 class prototypes of a random-init CNN(depth=4) with the gmm prior and the default ladder of
+    prior weights (each class optimized once per weight, one batch), 256 steps, target <= 10 s;
+(e) (a) with the gmm prior and the same ladder, target <= 30 s.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from replearn.recording import capture_activations
 
 TARGET_ACTMAX_SECONDS = 30.0
 TARGET_CAPTURE_SECONDS = 10.0
+TARGET_PRIOR_FIT_SECONDS = 30.0
+TARGET_PROTOTYPES_SECONDS = 10.0
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
@@ -40,6 +47,52 @@ def bench_images(n: int = 10_000, seed: int = 0) -> tuple[torch.Tensor, str]:
             return images, "mnist test"
     gen = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=gen), "random uint8"
+
+
+def train_images(seed: int = 0) -> tuple[torch.Tensor, str]:
+    """(uint8 (N, 1, 28, 28), source): the MNIST training images if found, else 20k seeded random ones."""
+    root = os.environ.get("REPLEARN_DATA_DIR")
+    if root and (Path(root) / "MNIST" / "raw").is_dir():
+        from replearn.data import load_raw
+
+        return load_raw("mnist", root)["train_images"].unsqueeze(1), "mnist train"
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (20_000, 1, 28, 28), dtype=torch.uint8, generator=gen), "random uint8"
+
+
+def bench_prior(seed: int = 0) -> dict:
+    """Time (c), (d) and (e): fitting the prior, 10 class prototypes and 64 channels with it."""
+    from replearn.priors import fit_prior
+    from replearn.prototypes import DEFAULT_WEIGHTS
+
+    images, source = train_images(seed)
+    start = time.perf_counter()
+    prior = fit_prior(images, "mnist", seed=seed)
+    fit_seconds = time.perf_counter() - start
+    model = CNN(depth=4).eval()
+    common = dict(steps=256, seed=seed, progress=False, param="gmm", prior=prior, prior_weight=list(DEFAULT_WEIGHTS))
+    start = time.perf_counter()
+    protos = maximize_activations(model, "head", objective_floor=torch.zeros(10), **common)
+    proto_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    channels = maximize_activations(model, "blocks.1", objective_floor=torch.zeros(64), **common)
+    channel_seconds = time.perf_counter() - start
+    return {
+        "prior_setup": f"PCA ({prior.dims} directions) + {len(prior.gmm_weights)}-component GMM on "
+                       f"{min(len(images), 20_000)} of {len(images)} {source} images",
+        "prior_fit_seconds": fit_seconds,
+        "prototypes_setup": f"CNN(depth=4) head: {len(protos.units)} classes x {len(DEFAULT_WEIGHTS)} prior weights "
+                            "x 256 steps, gmm prior (random init)",
+        "prototypes_seconds": proto_seconds,
+        "actmax_prior_setup": f"CNN(depth=4) blocks.1: {len(channels.units)} channels x {len(DEFAULT_WEIGHTS)} "
+                              "prior weights x 256 steps, gmm prior (random init)",
+        "actmax_prior_seconds": channel_seconds,
+        "target_prior_fit_seconds": TARGET_PRIOR_FIT_SECONDS,
+        "target_prototypes_seconds": TARGET_PROTOTYPES_SECONDS,
+        "prior_fit_ok": fit_seconds <= TARGET_PRIOR_FIT_SECONDS,
+        "prototypes_ok": proto_seconds <= TARGET_PROTOTYPES_SECONDS,
+        "actmax_prior_ok": channel_seconds <= TARGET_ACTMAX_SECONDS,
+    }
 
 
 def run(cfg=None) -> dict:
@@ -83,6 +136,7 @@ def run(cfg=None) -> dict:
         "target_capture_seconds": TARGET_CAPTURE_SECONDS,
         "actmax_ok": actmax_seconds <= TARGET_ACTMAX_SECONDS,
         "capture_ok": capture_seconds <= TARGET_CAPTURE_SECONDS,
+        **bench_prior(seed),
     }
 
 

@@ -37,7 +37,11 @@ class VisualizeConfig:
     # Act-max image prior: auto (the best recognizability score of them all), pixel, fourier, pca, gaussian, gmm.
     prior: str = "auto"
     # Density weights tried per unit; each unit keeps the largest whose image still reaches its top-1 activation.
-    prior_weights: Any = field(default_factory=lambda: [10.0, 30.0, 100.0, 300.0])
+    prior_weights: Any = field(default_factory=lambda: [10.0, 30.0, 100.0])
+    # "What each unit detects": network dissection of every shown layer (and of the random-init
+    # control) on the first dissect_images test images.
+    dissect: bool = True
+    dissect_images: int = 2000
     device: str = "auto"
     progress: bool = True
 
@@ -46,7 +50,8 @@ def validate_visualize(cfg: DictConfig) -> None:
     """Raise ReplearnError (one line naming the key and the fix) on a bad visualize config."""
     if OmegaConf.is_missing(cfg, "run") or not str(cfg.run):
         raise ReplearnError("run is missing: pass run=<run dir> (a folder written by scripts/train.py) or run=latest")
-    for key, minimum in (("units", 1), ("k", 1), ("steps", 1), ("embedding_samples", 3), ("num_inputs", 1)):
+    for key, minimum in (("units", 1), ("k", 1), ("steps", 1), ("embedding_samples", 3), ("num_inputs", 1),
+                         ("dissect_images", 1)):
         value = cfg[key]
         if value < minimum:
             raise ReplearnError(f"{key}={value!r} is invalid: must be an integer >= {minimum}")
