@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +30,39 @@ class LoadedRun:
         return check_images(load_splits(self.cfg.data), self.cfg.data)
 
 
+def _finished_ok(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / "final.json").read_text()).get("status") == "ok"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def latest_run(root: str | os.PathLike = "outputs", pattern: str = "") -> Path:
+    """The newest run under ``root`` that finished (final.json status ok) and whose path contains ``pattern``.
+
+    Runs still in progress, killed or diverged are skipped: their checkpoint is newer than the
+    last finished run's but is not a finished model.
+    """
+    root = Path(root)
+    spec = "latest" + (f":{pattern}" if pattern else "")
+    runs = [p.parent for p in root.glob(f"**/{CHECKPOINT_NAME}") if pattern in str(p.parent.relative_to(root))]
+    if not runs:
+        matching = f" matching {pattern!r}" if pattern else ""
+        raise ReplearnError(f"run={spec} found no run{matching} under {root.resolve()}; train one first "
+                            "(python scripts/train.py depth=5) or pass run=<run dir>")
+    finished = [d for d in runs if _finished_ok(d)]
+    if not finished:
+        newest = max(runs, key=lambda d: (d / CHECKPOINT_NAME).stat().st_mtime)
+        raise ReplearnError(f"run={spec} found no finished run under {root.resolve()} ({len(runs)} in progress, "
+                            f"stopped or diverged; the newest {newest}); wait for it to finish or pass run=<run dir>")
+    return max(finished, key=lambda d: (d / "final.json").stat().st_mtime)
+
+
 def resolve_run_dir(spec: str | os.PathLike, root: str | os.PathLike = "outputs") -> Path:
-    """A run folder from a path, or ``latest``: the newest folder with a checkpoint under ``root``."""
-    if str(spec) == "latest":
-        candidates = list(Path(root).glob(f"**/{CHECKPOINT_NAME}"))
-        if not candidates:
-            raise ReplearnError(f"run=latest found no run under {Path(root).resolve()}; train one first (python scripts/train.py depth=5) or pass run=<run dir>")
-        return max(candidates, key=lambda p: p.stat().st_mtime).parent
+    """A run folder from a path, or ``latest`` / ``latest:<text>``: the newest finished run under ``root``
+    (whose path contains ``<text>``, e.g. ``latest:cnn`` or ``latest:depth=8``)."""
+    if str(spec) == "latest" or str(spec).startswith("latest:"):
+        return latest_run(root, str(spec).partition(":")[2])
     path = Path(spec).expanduser()
     if path.is_file() and path.name == CHECKPOINT_NAME:
         path = path.parent
