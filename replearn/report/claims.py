@@ -138,7 +138,8 @@ def _unit_counts(analysis: dict, block: str, layers: list[str]) -> list[float]:
     per_layer = per_layer if isinstance(per_layer, dict) else {}
     counts = []
     for name in layers:
-        units = per_layer.get(name)
+        # The dissection block names the logits by their module ("head").
+        units = per_layer.get(name, per_layer.get("head")) if name == "logits" else per_layer.get(name)
         best = units.get("best_concept") if isinstance(units, dict) else None
         counts.append(float(len(best)) if isinstance(best, list) and best else 1.0)
     return counts
