@@ -28,7 +28,7 @@ from replearn.cache import cache_dir, cached, content_key
 from replearn.errors import ReplearnError
 
 DATA_PRIORS = ("pca", "gaussian", "gmm")
-PRIOR_VERSION = 1  # bump when the fitted contents change meaning, so old cache entries are not reused
+PRIOR_VERSION = 2  # bump when the fitted contents change meaning, so old cache entries are not reused
 
 
 @dataclass
@@ -117,7 +117,7 @@ def fit_prior(
     images: torch.Tensor,
     dataset: str,
     components: int = 256,
-    gmm_dims: int = 32,
+    gmm_dims: int = 48,
     gmm_components: int = 20,
     eps: float = 0.01,
     max_images: int = 20_000,
