@@ -9,7 +9,7 @@ import torch
 from replearn.analysis.complexity import (
     class_selectivity, effective_receptive_field, participation_ratio, spectral_centroid,
 )
-from replearn.analysis.run import analyze_model, analyze_run, as_analysis_config, random_init_control
+from replearn.analysis.run import DISSECT_KEYS, analyze_model, analyze_run, as_analysis_config, random_init_control
 from replearn.analysis.trainability import dead_unit_fraction, gradient_norms
 from replearn.data import make_synthetic
 from replearn.errors import ReplearnError
@@ -110,7 +110,9 @@ def _check_block(block, n_layers, allow_null):
             continue
         assert len(values) == n_layers, key
         for i, v in enumerate(values):
-            if v is None:
+            if key == "dissect_method" and v is not None:
+                assert v in ("activation", "grad_x_input")
+            elif v is None:
                 assert (key, i) in allow_null, (key, i)
             else:
                 assert math.isfinite(v), (key, i)
@@ -129,10 +131,23 @@ def test_analyze_model_tiny_models(splits, name, kwargs):
     assert layers == ["input", "blocks.0", "blocks.1", "blocks.2", "logits"]
     assert result["position"][0] == 0.0 and result["position"][-1] == 1.0
     # Measures that do not apply to raw pixels are null; everything else is a finite number.
-    input_only = {(k, 0) for k in ("grad_norm", "grad_relative", "dead_fraction", "erf_area", "erf_radius", "actmax_spectral_centroid")}
+    input_only = {(k, 0) for k in ("grad_norm", "grad_relative", "dead_fraction", "erf_area", "erf_radius",
+                                   "actmax_spectral_centroid", *DISSECT_KEYS)}
     logits_dead = {("dead_fraction", len(layers) - 1)}
     for tag in ("trained", "random_init"):
         _check_block(result[tag], len(layers), input_only | logits_dead)
+        block = result[tag]
+        # The shuffled-label floor sits near chance (10 balanced classes), far below a real probe of pixels.
+        assert all(0.0 <= v <= 0.25 for v in block["probe_shuffled_eval_acc"])
+        for i in range(1, len(layers)):
+            fractions = [block[f"dissect_fraction_{lv}"][i] for lv in ("l1", "l2", "l3", "unlabelled")]
+            assert sum(fractions) == pytest.approx(1.0)
+        expected = "activation" if name == "cnn" else "grad_x_input"
+        assert block["dissect_method"][1:-1] == [expected] * 3 and block["dissect_method"][-1] == "grad_x_input"
+        units = result["dissection"][tag]
+        assert list(units) == ["blocks.0", "blocks.1", "blocks.2", "head"]
+        assert len(units["head"]["best_concept"]) == 10
+    assert len(result["dissection"]["concepts"]) == len(result["dissection"]["levels"])
     assert len(result["cka_trained_vs_init"]) == len(layers)
     json.dumps(result, allow_nan=False)
 

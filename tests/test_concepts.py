@@ -145,18 +145,27 @@ def test_vertical_bar_lights_vertical_edges_and_strokes_not_horizontal():
     assert m["stroke_horizontal"].sum() == 0
     # an even-width bar's skeleton may bend by a pixel at its tips: a few diagonal pixels at most
     assert m["stroke_diag_up"].sum() + m["stroke_diag_down"].sum() <= 0.15 * m["stroke_vertical"].sum()
-    # The bar's two short ends are horizontal edges: far fewer pixels than its long sides.
-    assert m["edge_vertical"].sum() >= 4 * m["edge_horizontal"].sum() > 0
+    # The bar's long sides are its left and right edges, of equal size; its two short ends are
+    # top and bottom edges: far fewer pixels.
+    assert m["edge_left"].sum() == m["edge_right"].sum() >= 4 * m["edge_top"].sum() > 0
+    assert m["edge_top"].sum() == m["edge_bottom"].sum()
+    # Polarity: the left edge lies left of the bar's centre, the right edge right of it.
+    def mean_col(mask):
+        return float(torch.nonzero(torch.as_tensor(mask))[:, -1].double().mean())
+
+    assert mean_col(m["edge_left"]) < mean_col(m["stroke_vertical"]) < mean_col(m["edge_right"])
     # Transposed, it is a horizontal bar and the answer flips.
     t = masks_of(stack(vertical_bar().T.copy()))
     assert t["stroke_horizontal"].sum() >= 40 and t["stroke_vertical"].sum() == 0
-    assert t["edge_horizontal"].sum() >= 4 * t["edge_vertical"].sum()
+    assert t["edge_top"].sum() >= 4 * t["edge_left"].sum()
 
 
 def test_diagonal_names_follow_the_stroke_with_y_up():
     m = masks_of(stack(diagonal_up()))
     assert m["stroke_diag_up"].sum() >= 30 and m["stroke_diag_down"].sum() == 0
-    assert m["edge_diag_up"].sum() > 3 * m["edge_diag_down"].sum()
+    # A "/" stroke is bounded by its top-left and bottom-right edges.
+    along = m["edge_top_left"].sum() + m["edge_bottom_right"].sum()
+    assert along > 3 * (m["edge_bottom_left"].sum() + m["edge_top_right"].sum())
     flipped = masks_of(stack(diagonal_up()[:, ::-1].copy()))  # mirrored left-right: "\"
     assert flipped["stroke_diag_down"].sum() >= 30 and flipped["stroke_diag_up"].sum() == 0
 
@@ -222,9 +231,9 @@ def test_concept_list_levels_and_class_names():
     levels = [c.level for c in concepts]
     assert levels == sorted(levels) and set(levels) == set(LEVELS)
     names = [c.name for c in concepts]
-    for expected in ("edge_vertical", "stroke_diag_up", "endpoint", "junction", "corner", "curve", "loop", "digit_3"):
+    for expected in ("edge_left", "edge_top_right", "stroke_diag_up", "endpoint", "junction", "corner", "curve", "loop", "digit_3"):
         assert expected in names
-    assert sum(c.level == 1 for c in concepts) == 8 and sum(c.level == 3 for c in concepts) == 10
+    assert sum(c.level == 1 for c in concepts) == 12 and sum(c.level == 3 for c in concepts) == 10
     fashion = concept_list(["T-shirt/top", "Trouser", "Ankle boot"])
     assert [c.name for c in fashion if c.level == 3] == ["class_t_shirt_top", "class_trouser", "class_ankle_boot"]
     with pytest.raises(ReplearnError, match="duplicate"):

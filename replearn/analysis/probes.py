@@ -116,6 +116,58 @@ def ridge_probe(
     return {"train_acc": _accuracy(xtr, train_y, w, b), "eval_acc": _accuracy(xev, eval_y, w, b), "lambda": best}
 
 
+def _block_accuracy(x: torch.Tensor, labels: torch.Tensor, w: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
+    """Accuracy per block of ``k`` target columns: ``labels`` (S, n) against argmax of each block; (S,)."""
+    scores = (x @ w.float() + b.float()).view(x.shape[0], -1, k)  # (n, S, k)
+    return (scores.argmax(2).T == labels).double().mean(1)
+
+
+def shuffled_ridge_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    eval_x: torch.Tensor,
+    eval_y: torch.Tensor,
+    shuffles: int = 5,
+    num_classes: int | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> dict:
+    """The chance floor of :func:`ridge_probe`: fitted on shuffled training labels, scored on shuffled test labels.
+
+    Each of ``shuffles`` permutations gets its own ridge strength (picked on a
+    held-out slice, as for the real probe); all of them share one Gram matrix.
+    Returns ``eval_acc`` (mean over shuffles), ``eval_acc_sd`` and the per-shuffle ``accs``.
+    """
+    _check_inputs(train_x, train_y, eval_x, eval_y)
+    if shuffles < 1:
+        raise ReplearnError(f"shuffles={shuffles} is invalid; use at least 1 label shuffle")
+    k = num_classes or int(max(train_y.max(), eval_y.max())) + 1
+    xtr, xev = _standardize(train_x, eval_x)
+    n = xtr.shape[0]
+    gen = torch.Generator().manual_seed(seed + 7919)
+    ytr = torch.stack([train_y[torch.randperm(n, generator=gen)] for _ in range(shuffles)]).long()  # (S, n)
+    yev = torch.stack([eval_y[torch.randperm(len(eval_y), generator=gen)] for _ in range(shuffles)]).long()
+    targets = torch.nn.functional.one_hot(ytr.T, k).float().reshape(n, shuffles * k)  # (n, S*k)
+    best = torch.full((shuffles,), RIDGE_GRID[len(RIDGE_GRID) // 2])
+    n_val = int(round(n * val_fraction))
+    if n_val >= 1 and n - n_val >= 2:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        fit, val = order[n_val:], order[:n_val]
+        solver = _RidgeSolver(xtr[fit], targets[fit])
+        scores = torch.stack([_block_accuracy(xtr[val], ytr[:, val], *solver.weights(a * len(fit)), k)
+                              for a in RIDGE_GRID])  # (G, S)
+        # Ties go to the strongest regularization, as in ridge_probe.
+        best = torch.tensor(RIDGE_GRID)[len(RIDGE_GRID) - 1 - scores.flip(0).argmax(0)]
+    solver = _RidgeSolver(xtr, targets)
+    accs = torch.empty(shuffles, dtype=torch.float64)
+    for lam in best.unique():
+        cols = (best == lam).nonzero().flatten()
+        w, b = solver.weights(float(lam) * n)
+        accs[cols] = _block_accuracy(xev, yev, w, b, k)[cols]
+    return {"eval_acc": float(accs.mean()), "eval_acc_sd": float(accs.std()) if shuffles > 1 else float("nan"),
+            "accs": accs.tolist()}
+
+
 def logistic_probe(
     train_x: torch.Tensor,
     train_y: torch.Tensor,

@@ -26,7 +26,7 @@ from replearn.analysis.complexity import (
     actmax_centroid, class_selectivity, effective_receptive_field, nanmean,
 )
 from replearn.analysis.features import INPUT, LOGITS, extract_features, layer_positions
-from replearn.analysis.probes import probe_layers
+from replearn.analysis.probes import probe_layers, shuffled_ridge_probe
 from replearn.analysis.trainability import dead_unit_fraction, gradient_norms, layer_weights
 from replearn.conf.analysis import AnalysisConfig, validate_analysis
 from replearn.atomic import atomic_write_json
@@ -113,7 +113,12 @@ def _analyze_one(model, data: dict, cfg: AnalysisConfig, input_probe: dict | Non
                           data["eval_y"], method=cfg.probe_method, seed=cfg.seed)
     if input_probe is not None:
         probes[INPUT] = input_probe
+    shuffled = _shuffled_floor(f_train, f_eval, data, cfg, input_probe)
     timing[f"{tag}_probes"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    dissection = _dissect(model, data, cfg)
+    timing[f"{tag}_dissection"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     is_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
@@ -140,7 +145,67 @@ def _analyze_one(model, data: dict, cfg: AnalysisConfig, input_probe: dict | Non
         _complexity(model, keys, f_eval, probes, grads, dead, ratios, erf_images, weights, block, data, cfg)
     block["cka"] = grid.tolist()
     timing[f"{tag}_complexity"] = time.perf_counter() - t0
+    _fill_controls(block, keys, shuffled, dissection)
     return block, centred
+
+
+def _shuffled_floor(f_train: dict, f_eval: dict, data: dict, cfg: AnalysisConfig, input_probe: dict | None) -> dict:
+    """{layer: shuffled-label probe} (the input's is shared by both models, like its real probe)."""
+    if cfg.probe_shuffles < 1:
+        return {}
+    out = {}
+    for key in f_eval:
+        if key == INPUT and input_probe is not None and "shuffled" in input_probe:
+            out[key] = input_probe["shuffled"]
+        elif not (torch.isfinite(f_train[key]).all() and torch.isfinite(f_eval[key]).all()):
+            out[key] = {"eval_acc": float("nan"), "eval_acc_sd": float("nan"), "accs": []}
+        else:
+            out[key] = shuffled_ridge_probe(f_train[key], data["train_y"], f_eval[key], data["eval_y"],
+                                            shuffles=cfg.probe_shuffles, num_classes=data["num_classes"], seed=cfg.seed)
+    return out
+
+
+def _dissect(model, data: dict, cfg: AnalysisConfig) -> dict:
+    """{layer: LayerDissection} for every hidden block and the head, or {} when dissection is off."""
+    if not cfg.dissection or data.get("concepts") is None:
+        return {}
+    from replearn.dissection import DissectionSettings, dissect_model
+
+    settings = DissectionSettings(quantile=cfg.dissect_quantile, iou_threshold=cfg.dissect_iou,
+                                  grad_images=cfg.dissect_grad_images, quantile_images=cfg.dissect_quantile_images)
+    return dissect_model(model, data["dissect_x"], data["concepts"], normalize=data["normalize"],
+                         std=data["std"], settings=settings)
+
+
+DISSECT_KEYS = ("dissect_fraction_l1", "dissect_fraction_l2", "dissect_fraction_l3", "dissect_fraction_unlabelled",
+                "dissect_mean_best_iou_l1", "dissect_mean_best_iou_l2", "dissect_mean_best_iou_l3", "dissect_method")
+
+
+def _fill_controls(block: dict, keys: list[str], shuffled: dict, dissection: dict) -> None:
+    """Per-layer lists of the shuffled-label floor and the dissection summaries (None where n/a)."""
+    nan = float("nan")
+    if shuffled:
+        block["probe_shuffled_eval_acc"] = [shuffled[k]["eval_acc"] for k in keys]
+        block["probe_shuffled_eval_acc_sd"] = [shuffled[k]["eval_acc_sd"] for k in keys]
+    if not dissection:
+        return
+    for key in DISSECT_KEYS:
+        block[key] = []
+    summaries = {}
+    for key in keys:
+        d = dissection.get(_module_name(key)) if key != INPUT else None
+        if d is None:
+            for k in DISSECT_KEYS:
+                block[k].append(None if k == "dissect_method" else nan)
+            continue
+        fractions, best = d.level_fractions(), d.mean_best_iou()
+        for level in ("l1", "l2", "l3", "unlabelled"):
+            block[f"dissect_fraction_{level}"].append(fractions[level])
+        for level in ("l1", "l2", "l3"):
+            block[f"dissect_mean_best_iou_{level}"].append(best[level])
+        block["dissect_method"].append(d.method)
+        summaries[_module_name(key)] = d.summary()
+    block["_dissection"] = summaries
 
 
 def _complexity(model, keys, f_eval, probes, grads, dead, ratios, erf_images, weights, block, data, cfg) -> None:
@@ -183,6 +248,15 @@ def _complexity(model, keys, f_eval, probes, grads, dead, ratios, erf_images, we
             block["actmax_spectral_centroid"].append(nan)
 
 
+def _concepts(splits, n_eval: int, cfg: AnalysisConfig):
+    """Concept masks of the first ``dissect_images`` evaluation images (cached per user, built once)."""
+    from replearn.dissection.concept_cache import load_concept_masks
+
+    n = min(cfg.dissect_images, n_eval)
+    images, labels = splits.test_x[:n].cpu(), splits.test_y[:n].cpu()
+    return load_concept_masks(images, labels, list(splits.classes)), images
+
+
 def analyze_model(model: nn.Module, splits, cfg=None, control: nn.Module | None = None) -> dict:
     """Analyse ``model`` on ``splits`` (a :class:`replearn.data.Splits`); ``control`` is its random-init twin.
 
@@ -211,7 +285,9 @@ def analyze_model(model: nn.Module, splits, cfg=None, control: nn.Module | None 
     models = {"trained": model}
     if cfg.control and control is not None:
         models["random_init"] = control.to(device).eval()
-    feats, input_probe = {}, None
+    if cfg.dissection:
+        data["concepts"], data["dissect_x"] = _concepts(splits, n_eval, cfg)
+    feats, input_probe, dissection_units = {}, None, {}
     for tag, m in models.items():
         if not all(torch.isfinite(p).all() for p in m.parameters()):
             result[tag] = None
@@ -219,10 +295,22 @@ def analyze_model(model: nn.Module, splits, cfg=None, control: nn.Module | None 
             continue
         block, feats[tag] = _analyze_one(m, data, cfg, input_probe, timing, tag)
         input_probe = {"train_acc": block["probe_train_acc"][0], "eval_acc": block["probe_eval_acc"][0]}
+        if "probe_shuffled_eval_acc" in block:
+            input_probe["shuffled"] = {"eval_acc": block["probe_shuffled_eval_acc"][0],
+                                       "eval_acc_sd": block["probe_shuffled_eval_acc_sd"][0]}
+        dissection_units[tag] = block.pop("_dissection", None)
         result[tag] = block
         result["layers"] = list(feats[tag].names)
     if "layers" not in result:
         result["layers"] = [INPUT] + model.hidden_layers() + [LOGITS]
+    if any(dissection_units.values()):
+        concepts = data["concepts"]
+        result["dissection"] = {
+            "concepts": concepts.names(), "levels": concepts.levels().tolist(), "images": len(data["dissect_x"]),
+            "config": {"quantile": cfg.dissect_quantile, "iou_threshold": cfg.dissect_iou,
+                       "grad_images": cfg.dissect_grad_images, "quantile_images": cfg.dissect_quantile_images},
+            **{tag: units for tag, units in dissection_units.items() if units},
+        }
     result["position"] = layer_positions(result["layers"])
     if len(feats) == 2:
         # How far each layer moved from its initialization (1 = unchanged up to rotation/scale).

@@ -1,4 +1,5 @@
-"""Per-run analysis benchmark: the full analysis of a depth-10 MLP (width 256) on 10k test images.
+"""Per-run analysis benchmark: the full analysis of a depth-10 MLP (width 256) on 10k test images,
+then (with a ``data`` config, as from scripts/bench.py) the dissection benchmark (:mod:`replearn.bench.dissection`).
 
 Target: <= 10 s on 2 CPU cores, trained model and random-init control
 together (probes fitted on 10k training images). Weights are a fresh init
@@ -58,7 +59,7 @@ def run(cfg=None) -> dict:
         torch.set_num_threads(previous_threads)
     best = min(times[1:]) if repeats > 0 else times[0]
     parts = {k: round(v, 3) for k, v in result["timing_s"].items()}
-    return {
+    figures = {
         "model": f"mlp depth={depth} width={width}",
         "n_train": n_train,
         "n_eval": n_eval,
@@ -73,3 +74,13 @@ def run(cfg=None) -> dict:
         "actmax_units": analysis.actmax_units,
         "actmax_steps": analysis.actmax_steps,
     }
+    if cfg.get("data") is not None and cfg.get("dissection_bench", True):
+        # Dissection on real digits (concept masks of MNIST test images): its own targets.
+        from replearn.bench import dissection
+
+        torch.set_num_threads(threads)
+        try:
+            figures.update(dissection.run(cfg))
+        finally:
+            torch.set_num_threads(previous_threads)
+    return figures

@@ -29,6 +29,18 @@ class AnalysisConfig:
     erf_images: int = 16
     # Training images used for the per-layer gradient norms (at init and at the end).
     grad_images: int = 512
+    # Chance floor of the probes: label shuffles (probe fitted on shuffled train labels, scored on
+    # shuffled test labels); 0 skips it.
+    probe_shuffles: int = 5
+    # Network dissection (replearn.dissection) of every layer against digit-concept masks of the first
+    # dissect_images evaluation images. Units without a spatial map (MLP, logits) use the gradient x
+    # input proxy on the first dissect_grad_images of them. Defaults from Bau et al. 2017.
+    dissection: bool = True
+    dissect_images: int = 10000
+    dissect_grad_images: int = 1000
+    dissect_quantile: float = 0.005
+    dissect_iou: float = 0.04
+    dissect_quantile_images: int = 1000
     # CKA on unpooled conv maps with the minibatch unbiased estimator (slower; CNNs only).
     cka_minibatch: bool = False
     cka_batch_size: int = 500
@@ -44,7 +56,14 @@ def validate_analysis(cfg) -> None:
     for key in ("n_train", "n_eval", "max_dim", "batch_size", "grad_images"):
         if int(cfg[key]) < 1:
             raise ReplearnError(f"analysis.{key}={cfg[key]} is invalid; use a positive integer")
-    for key in ("actmax_units", "actmax_steps", "erf_units", "erf_images"):
+    for key in ("dissect_images", "dissect_grad_images", "dissect_quantile_images"):
+        if int(cfg[key]) < 1:
+            raise ReplearnError(f"analysis.{key}={cfg[key]} is invalid; use a positive integer")
+    if not 0.0 < float(cfg.dissect_quantile) < 1.0:
+        raise ReplearnError(f"analysis.dissect_quantile={cfg.dissect_quantile} is invalid; use a fraction in (0, 1), e.g. 0.005")
+    if not 0.0 <= float(cfg.dissect_iou) < 1.0:
+        raise ReplearnError(f"analysis.dissect_iou={cfg.dissect_iou} is invalid; use a value in [0, 1), e.g. 0.04")
+    for key in ("actmax_units", "actmax_steps", "erf_units", "erf_images", "probe_shuffles"):
         if int(cfg[key]) < 0:
             raise ReplearnError(f"analysis.{key}={cfg[key]} is invalid; use 0 (skip) or a positive integer")
     if int(cfg.n_train) < 10:

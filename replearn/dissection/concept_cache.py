@@ -14,7 +14,7 @@ from replearn.cache import cached, content_key
 from replearn.dissection.concepts import Concept, ConceptMasks, build_concept_masks, concept_list, default_class_names
 
 # Bump whenever a mask definition or threshold in concepts.py changes.
-CONCEPT_VERSION = 3
+CONCEPT_VERSION = 4
 CACHE_SUB = "concepts"
 
 

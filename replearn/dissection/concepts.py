@@ -5,16 +5,21 @@ masks are computed from the image alone (levels 1-2) or from the image and its l
 (level 3); nothing is learned. The image is first scaled by its own maximum, so the
 thresholds below are fractions of the brightest pixel.
 
-Level 1, edges and strokes (4 orientation bins each, orientation taken modulo 180°
-and named by the direction the edge or stroke runs in, with y pointing up:
-``horizontal`` = within 22.5° of 0°, ``diag_up`` "/" = 45°, ``vertical`` = 90°,
-``diag_down`` "\\" = 135°):
+Level 1, edges and strokes (y pointing up):
 
-- ``edge_<bin>``: the digit's boundary. Sobel gradient of the image smoothed with a
-  Gaussian (σ = 0.7 px); a pixel is an edge pixel where the gradient magnitude is at
-  least ``EDGE_THRESHOLD`` (half the 4 a sharp unit step gives: a band 1-2 px wide on
-  each side of a stroke, leaving out its centre line, where the gradient vanishes); its
-  orientation is the gradient's direction turned by 90°.
+- ``edge_<side>``: the digit's boundary, with its polarity, in 8 direction bins of 45°:
+  the side of the stroke the edge bounds (``left``, ``bottom_left``, ``bottom``,
+  ``bottom_right``, ``right``, ``top_right``, ``top``, ``top_left``). ``left``/``right``
+  edges run vertically, ``top``/``bottom`` horizontally, ``top_left``/``bottom_right``
+  along "/" and ``bottom_left``/``top_right`` along "\\" (4 orientations x 2 polarities:
+  a ReLU unit responds to one side of a stroke, not both). Sobel gradient of the image
+  smoothed with a Gaussian (σ = 0.7 px); a pixel is an edge pixel where the gradient
+  magnitude is at least ``EDGE_THRESHOLD`` (half the 4 a sharp unit step gives: a band
+  1-2 px wide on each side of a stroke, leaving out its centre line, where the gradient
+  vanishes); its side is the gradient's direction (which points into the ink).
+- strokes use 4 orientation bins, modulo 180° and named by the direction the stroke
+  runs in: ``horizontal`` = within 22.5° of 0°, ``diag_up`` "/" = 45°, ``vertical`` =
+  90°, ``diag_down`` "\\" = 135°.
 - ``stroke_<bin>``: the stroke's centre line, grown back to stroke width. The ink mask
   (pixel > ``INK_THRESHOLD`` of the maximum) is skeletonized (scikit-image); each
   skeleton pixel gets the principal direction of the skeleton pixels within
@@ -78,6 +83,10 @@ from replearn.errors import ReplearnError
 
 LEVELS = {1: "edges & strokes", 2: "parts & shapes", 3: "digits"}
 ORIENTATIONS = ("horizontal", "diag_up", "vertical", "diag_down")  # centred at 0, 45, 90, 135 degrees
+# Edges keep their polarity (a ReLU unit responds to one side of a stroke, not both): named by the
+# side of the stroke they bound, in order of the gradient's direction (towards the ink) 0, 45, ... 315
+# degrees. left/right edges run vertically, top/bottom horizontally, top_left/bottom_right along "/".
+EDGE_SIDES = ("left", "bottom_left", "bottom", "bottom_right", "right", "top_right", "top", "top_left")
 PARTS = ("endpoint", "junction", "corner", "curve", "loop")
 
 INK_THRESHOLD = 0.5  # ink = pixel > this fraction of the image's maximum
@@ -123,7 +132,7 @@ def default_class_names(labels: torch.Tensor) -> list[str]:
 
 def concept_list(class_names: list[str]) -> list[Concept]:
     """Level-1 concepts, then level-2, then one level-3 concept per class (the order of the mask axis)."""
-    level1 = [Concept(f"{kind}_{o}", 1) for kind in ("edge", "stroke") for o in ORIENTATIONS]
+    level1 = [Concept(f"edge_{side}", 1) for side in EDGE_SIDES] + [Concept(f"stroke_{o}", 1) for o in ORIENTATIONS]
     level2 = [Concept(p, 2) for p in PARTS]
     level3 = [Concept(class_concept_name(c), 3) for c in class_names]
     names = [c.name for c in level3]
@@ -336,7 +345,8 @@ def _analyse(x: np.ndarray) -> dict[str, np.ndarray]:
     gy_up = -ndi.correlate1d(ndi.correlate1d(smooth, [-1, 0, 1], axis=1), [1, 2, 1], axis=2)
     magnitude = np.hypot(gx, gy_up)
     edge = magnitude >= EDGE_THRESHOLD
-    edge_bin = _orientation_bin(np.arctan2(gy_up, gx) + np.pi / 2)  # the edge runs across the gradient
+    # The gradient points into the ink: 0 degrees = ink to the right = the stroke's left edge.
+    edge_side = (np.floor((np.rad2deg(np.arctan2(gy_up, gx)) % 360.0 + 22.5) / 45.0).astype(np.int64)) % 8
 
     skel = _prune(np.stack([skeletonize(m) for m in ink]) if len(ink) else ink.copy())
     stroke_angle = _stroke_direction(skel, ORIENT_RADIUS)
@@ -346,8 +356,9 @@ def _analyse(x: np.ndarray) -> dict[str, np.ndarray]:
         return _dilate(centre_line, STROKE_RADIUS) & ink
 
     out = {}
+    for b, side in enumerate(EDGE_SIDES):
+        out[f"edge_{side}"] = edge & (edge_side == b)
     for b, name in enumerate(ORIENTATIONS):
-        out[f"edge_{name}"] = edge & (edge_bin == b)
         out[f"stroke_{name}"] = grow(skel & (stroke_bin == b))
 
     # Level 2: parts from the skeleton's topology and curvature.

@@ -1,0 +1,68 @@
+"""Dissection benchmark: concept masks for 10k images, then every layer of a depth-8 CNN and a depth-5 MLP.
+
+Targets (2 CPU cores): building the masks for 10,000 images <= 60 s (once; then a cache
+read), dissecting every layer of a depth-8 CNN over 10,000 probe images <= 20 s. The
+networks are freshly initialized: dissection cost depends on the weights only through how
+many (image, unit) maps reach their threshold, which is of the same order trained or not.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+import torch
+from omegaconf import OmegaConf
+
+from replearn.bench.analysis import matmul_gflops
+from replearn.data import load_splits
+from replearn.dissection import DissectionSettings, dissect_model
+from replearn.dissection.concept_cache import load_concept_masks
+from replearn.models import build_model
+
+MASK_TARGET_SECONDS = 60.0
+CNN_TARGET_SECONDS = 20.0
+
+
+def run(cfg) -> dict:
+    """Time mask building (uncached and cached) and the dissection of a depth-8 CNN and a depth-5 MLP."""
+    import os
+
+    cfg = OmegaConf.create(cfg if cfg is not None else {})
+    n = int(cfg.get("probe_images", 10000))
+    splits = load_splits(cfg.data)
+    images, labels = splits.test_x[:n].cpu(), splits.test_y[:n].cpu()
+    classes = list(splits.classes)
+    out: dict = {"probe_images": len(images), "gflops_matmul_now": round(matmul_gflops(), 1)}
+
+    start = time.perf_counter()
+    masks = load_concept_masks(images, labels, classes, use_cache=False)
+    out["concept_masks_seconds"] = round(time.perf_counter() - start, 2)
+    out["concept_masks_target_seconds"] = MASK_TARGET_SECONDS
+    previous = os.environ.get("REPLEARN_CACHE_DIR")
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["REPLEARN_CACHE_DIR"] = cache
+        try:
+            load_concept_masks(images, labels, classes)  # builds and stores
+            start = time.perf_counter()
+            load_concept_masks(images, labels, classes)
+            out["concept_masks_cached_seconds"] = round(time.perf_counter() - start, 3)
+        finally:
+            if previous is None:
+                os.environ.pop("REPLEARN_CACHE_DIR", None)
+            else:
+                os.environ["REPLEARN_CACHE_DIR"] = previous
+
+    settings = DissectionSettings()
+    torch.manual_seed(int(cfg.get("seed", 0)))
+    for name, model in (("cnn_d8", build_model("cnn", depth=8)), ("mlp_d5", build_model("mlp", depth=5))):
+        model.eval()
+        start = time.perf_counter()
+        result = dissect_model(model, images, masks, normalize=splits.normalize, std=float(splits.std), settings=settings)
+        out[f"dissection_{name}_seconds"] = round(time.perf_counter() - start, 2)
+        out[f"dissection_{name}_units"] = sum(len(d.best_iou) for d in result.values())
+    out["dissection_cnn_d8_target_seconds"] = CNN_TARGET_SECONDS
+    out["meets_targets"] = (out["concept_masks_seconds"] <= MASK_TARGET_SECONDS
+                            and out["dissection_cnn_d8_seconds"] <= CNN_TARGET_SECONDS)
+    out["dissection_mlp_grad_images"] = settings.grad_images
+    return out

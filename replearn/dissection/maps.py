@@ -1,0 +1,192 @@
+"""Spatial maps of units, one (B, U, h, w) chunk at a time, for network dissection.
+
+Two kinds of map:
+
+- ``activation``: a conv unit's own feature map (native resolution, e.g. 14x14,
+  7x7 or 4x4); the dissection upsamples it to the image size.
+- ``grad_x_input``: for units without a spatial map (MLP units, a CNN's logits)
+  a spatial *proxy*: the unit's input gradient times the image's ink,
+  ``d unit / d x[p] * (x[p] - x_black[p])``, where ``x_black`` is an all-black
+  image. It is the first-order share of pixel ``p`` in the unit's response
+  (exact for a bias-free ReLU network inside its linear region); it is zero
+  wherever the image has no ink. It shows *which ink drives the unit in this
+  image*, not where the unit "is" - an MLP unit has no location of its own.
+
+Gradient maps of MLP blocks are computed forward-mode, block after block
+(one Jacobian-vector product per ink pixel), so a whole stack costs one pass
+linear in depth; other vector layers (a CNN head) use one backward pass per unit.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.func import jvp, vmap
+
+from replearn.errors import ReplearnError
+from replearn.recording import capture_activations, forward_until, model_device
+
+METHODS = ("auto", "activation", "grad_x_input")
+
+
+def layer_method(model: nn.Module, layer: str, method: str = "auto") -> str:
+    """The map kind used for ``layer``: its activation map if it has one, else the gradient x input proxy."""
+    if method not in METHODS:
+        raise ReplearnError(f"dissection map method {method!r} is invalid; use one of {', '.join(METHODS)}")
+    spatial = _has_spatial_map(model, layer)
+    if method == "activation" and not spatial:
+        raise ReplearnError(f"layer {layer!r} has no spatial map (its output is a vector); "
+                            "dissect it with method=grad_x_input (or auto)")
+    if method == "auto":
+        return "activation" if spatial else "grad_x_input"
+    return method
+
+
+def _has_spatial_map(model: nn.Module, layer: str) -> bool:
+    c, h, w = getattr(model, "input_shape", (1, 28, 28))
+    probe = torch.zeros(1, c, h, w, device=model_device(model))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            out = forward_until(model, layer, probe)
+    finally:
+        model.train(was_training)
+    return out.dim() == 4
+
+
+def _is_mlp_stack(model: nn.Module) -> bool:
+    """True when every block maps vectors to vectors (then the forward-mode chain applies)."""
+    return hasattr(model, "blocks") and not any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def _scatter_maps(jac: torch.Tensor, order: torch.Tensor, valid: torch.Tensor, size: int) -> torch.Tensor:
+    """(Q, B, U) directional derivatives -> (B, U, P) maps (0 off-ink)."""
+    q, b, u = jac.shape
+    contrib = jac.permute(1, 2, 0) * valid[:, None, :]  # (B, U, Q)
+    maps = torch.zeros(b, u, size, dtype=jac.dtype)
+    maps.scatter_add_(2, order[:, None, :].expand(b, u, q), contrib)
+    return maps
+
+
+def _ink(images: torch.Tensor, std: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Ink of each image's ink pixels, ink first: (values (B, Q), pixel index (B, Q), valid (B, Q)).
+
+    Ink is measured in model-input units, x - x_black = pixel / 255 / std; Q is the chunk's
+    largest ink count (shorter images are padded with invalid, zero entries).
+    """
+    pixels = images.flatten(1).float()
+    if images.is_floating_point() and pixels.max() <= 1.0 + 1e-6:
+        pixels = pixels * 255.0  # float images in [0, 1]
+    ink = pixels / 255.0 / std  # (B, P)
+    has = ink > 0
+    q = max(int(has.sum(1).max()), 1)
+    order = torch.argsort(has.to(torch.int8), dim=1, descending=True, stable=True)[:, :q]  # (B, Q)
+    valid = has.gather(1, order)
+    return ink.gather(1, order) * valid, order, valid
+
+
+def _first_block_tangents(block: nn.Module, x: torch.Tensor, ink: torch.Tensor, order: torch.Tensor):
+    """(output, tangents (Q, B, D)) of an MLP block's first Linear for the ink directions, by gathering
+    weight columns: W (ink_p e_p) = ink_p W[:, p], no (Q, B, P) tangent tensor needed."""
+    weight = block.linear.weight  # (D, P)
+    pre = block.linear(x)  # (B, D)
+    t_pre = weight.T[order.T] * ink.T.unsqueeze(2)  # (Q, B, D)
+    rest = lambda z: block.act(block.norm(z))  # noqa: E731
+    t_out = vmap(lambda t: jvp(rest, (pre,), (t,))[1])(t_pre)
+    return rest(pre), t_out
+
+
+def _mlp_grad_maps(model: nn.Module, layers: list[str], images: torch.Tensor, normalize, std: float) -> dict[str, torch.Tensor]:
+    """gradient x input maps (B, U, H, W) for MLP blocks / head, by a forward-mode chain through the stack."""
+    from replearn.models import MLPBlock
+
+    b = images.shape[0]
+    _, h, w = model.input_shape
+    x = (normalize(images) if normalize is not None else images.float()).flatten(1)  # (B, P)
+    ink, order, valid = _ink(images, std)
+    wanted, out = set(layers), {}
+    steps = [(f"blocks.{i}", blk) for i, blk in enumerate(model.blocks)] + [("head", model.head)]
+    first = steps[0][1]
+    if isinstance(first, MLPBlock) and not first.residual:
+        h_cur, t_cur = _first_block_tangents(first, x, ink, order)
+        done = [steps.pop(0)[0]]
+    else:
+        tangents = torch.zeros(order.shape[1], b, x.shape[1])
+        tangents.scatter_(2, order.t().unsqueeze(2), ink.t().unsqueeze(2))  # (Q, B, P)
+        h_cur, t_cur, done = x, tangents, []
+    for name in done:
+        if name in wanted:
+            out[name] = _scatter_maps(t_cur, order, valid, h * w).view(b, -1, h, w)
+    for name, module in steps:
+        if len(out) == len(wanted):
+            break
+        t_cur = vmap(lambda t, m=module, hc=h_cur: jvp(m, (hc,), (t,))[1])(t_cur)
+        h_cur = module(h_cur)
+        if name in wanted:
+            out[name] = _scatter_maps(t_cur, order, valid, h * w).view(b, -1, h, w)
+    return out
+
+
+def _reverse_grad_maps(model: nn.Module, layer: str, images: torch.Tensor, normalize, std: float) -> torch.Tensor:
+    """gradient x input maps (B, U, H, W) by one backward pass per unit (few-unit layers such as a CNN head)."""
+    x = (normalize(images) if normalize is not None else images.float()).detach().requires_grad_(True)
+    ink = images.float() / (255.0 if not images.is_floating_point() else 1.0) / std  # (B, C, H, W)
+    with torch.enable_grad():
+        out = forward_until(model, layer, x)  # (B, U)
+        maps = []
+        for unit in range(out.shape[1]):
+            (grad,) = torch.autograd.grad(out[:, unit].sum(), x, retain_graph=unit + 1 < out.shape[1])
+            maps.append((grad * ink).sum(1))  # (B, H, W)
+    return torch.stack(maps, 1)
+
+
+def grad_x_input_maps(model: nn.Module, layers: list[str], images: torch.Tensor,
+                      normalize: Callable | None, std: float = 1.0) -> dict[str, torch.Tensor]:
+    """{layer: (B, U, H, W)} gradient x (input - black) maps of ``images`` (uint8 (B, C, H, W)) for vector layers."""
+    model.eval()
+    if _is_mlp_stack(model):
+        with torch.no_grad():
+            return _mlp_grad_maps(model, layers, images.cpu(), normalize, std)
+    return {name: _reverse_grad_maps(model, name, images, normalize, std).detach() for name in layers}
+
+
+class MapSource:
+    """Chunks of native-resolution unit maps for every dissected layer, in image order.
+
+    Activation maps are recorded once (they are small at native resolution);
+    gradient maps are recomputed per chunk (too large to keep: U x 28 x 28 per image).
+    """
+
+    def __init__(self, model: nn.Module, layers: list[str], images: torch.Tensor, normalize: Callable | None,
+                 std: float, method: str = "auto", grad_images: int = 1000, batch_size: int = 250):
+        self.model = model.eval()
+        self.methods = {name: layer_method(model, name, method) for name in layers}
+        self.images, self.normalize, self.std, self.batch_size = images, normalize, std, batch_size
+        act_layers = [n for n, m in self.methods.items() if m == "activation"]
+        self.grad_layers = [n for n, m in self.methods.items() if m == "grad_x_input"]
+        self.acts = capture_activations(model, images, act_layers, batch_size=1000, normalize=normalize) if act_layers else {}
+        self.grad_images = min(grad_images, len(images))
+
+    def count(self, layer: str) -> int:
+        """Images dissected for ``layer`` (gradient layers use the first ``grad_images``)."""
+        return self.grad_images if self.methods[layer] == "grad_x_input" else len(self.images)
+
+    def chunks(self, limit: int | None = None) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
+        """(start, stop, {layer: (B, U, h, w) maps}) over the first ``limit`` images (all by default).
+
+        Activation layers come in ``batch_size`` chunks, gradient layers in chunks of 100 (their maps
+        are U x H x W per image); a gradient layer is absent past its ``grad_images``.
+        """
+        n = len(self.images) if limit is None else min(limit, len(self.images))
+        for start in range(0, n, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            g_stop = min(stop, self.grad_images)
+            for g_start in range(start, g_stop, 100) if self.grad_layers else ():
+                g_end = min(g_start + 100, g_stop)
+                yield g_start, g_end, grad_x_input_maps(self.model, self.grad_layers, self.images[g_start:g_end],
+                                                        self.normalize, self.std)
+            if self.acts:
+                yield start, stop, {name: acts[start:stop] for name, acts in self.acts.items()}
