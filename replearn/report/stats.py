@@ -48,13 +48,13 @@ class Interval:
 
     @property
     def sign(self) -> str:
-        """'above 0', 'below 0', 'includes 0', 'zero' (every value exactly 0) or 'no CI' (n < 2)."""
+        """'above 0', 'below 0', 'includes 0', 'zero' (every value exactly 0), 'no CI' (n < 2) or 'no data'."""
         if self.n == 0:
             return "no data"
-        if self.n >= 1 and self.mean == 0 and self.low == 0 and self.high == 0:
-            return "zero"
         if self.n < 2 or math.isnan(self.low):
-            return "no CI"
+            return "no CI"  # one seed is untested, even when its value is exactly 0
+        if self.mean == 0 and self.low == 0 and self.high == 0:
+            return "zero"
         if self.low > 0:
             return "above 0"
         if self.high < 0:
