@@ -166,8 +166,9 @@ def maximize_activations(
     per unit, the image with the largest weight whose final objective reaches ``objective_floor`` (U,)
     (e.g. the unit's top-1 dataset activation): the most data-like image that still drives the unit that
     far; without a floor, or when no weight reaches it, the smallest weight's image is kept. With a floor
-    and a density, the objective counts only up to ``floor + cap_margin * |floor|`` (None: no cap), so past
-    it the prior alone shapes the image. Each
+    and a density, the objective is divided by ``|floor|`` (so one ladder suits logits and small channels)
+    and counts only up to ``floor + cap_margin * |floor|`` (None: no cap), so past it the prior alone
+    shapes the image. Each
     step rolls the batch by a seeded random shift of up to ``jitter`` pixels (default: 1 for
     conv nets, 0 for MLPs, which are not shift-invariant).
     ``param="fourier"`` learns rfft2 coefficients scaled by 1/frequency^``decay_power``
@@ -224,10 +225,13 @@ def maximize_activations(
         # Row r of the batch is unit r // n_w optimized with weight weights[r % n_w].
         target = torch.tensor(pick, device=device).repeat_interleave(n_w)
         row_weight = torch.tensor(weights, device=device).repeat(len(pick))
-        cap = None
-        if objective_floor is not None and param in ("gaussian", "gmm") and cap_margin is not None:
+        cap, obj_scale = None, 1.0
+        if objective_floor is not None and param in ("gaussian", "gmm"):
             floor = objective_floor.to(device).float().repeat_interleave(n_w)
-            cap = floor + cap_margin * floor.abs()
+            # The objective counts in units of the floor, so one weight ladder fits a logit of 30 and a
+            # channel of 0.5 alike.
+            obj_scale = floor.abs().clamp(min=1e-2)
+            cap = floor + cap_margin * floor.abs() if cap_margin is not None else None
         u = len(target)
 
         gen = torch.Generator().manual_seed(seed)
@@ -274,7 +278,7 @@ def maximize_activations(
                 seen = torch.roll(img, (dy, dx), dims=(2, 3)) if (dy or dx) else img
             obj = score(seen)
             # Above the cap the unit has what it needs, and only the prior moves the image.
-            loss = -(obj if cap is None else torch.minimum(obj, cap)) + tv_weight * _total_variation(img) + l2_weight * img.pow(2).mean((1, 2, 3))
+            loss = -(obj if cap is None else torch.minimum(obj, cap)) / obj_scale + tv_weight * _total_variation(img) + l2_weight * img.pow(2).mean((1, 2, 3))
             if param in ("gaussian", "gmm"):
                 loss = loss - row_weight * prior.log_density(z, param) / prior.dims
             loss = loss.sum()

@@ -21,7 +21,7 @@ from replearn.priors import DATA_PRIORS, DataPrior, load_prior
 from replearn.recognizability import class_logit_floor, rank_key, real_statistics, score_prototypes
 
 PRIOR_CHOICES = ("auto", *PARAMS)
-DEFAULT_WEIGHTS = (10.0, 30.0, 100.0)
+DEFAULT_WEIGHTS = (0.3, 1.0, 3.0)
 
 
 @dataclass

@@ -72,10 +72,10 @@ def bench_prior(seed: int = 0) -> dict:
     model = CNN(depth=4).eval()
     common = dict(steps=256, seed=seed, progress=False, param="gmm", prior=prior, prior_weight=list(DEFAULT_WEIGHTS))
     start = time.perf_counter()
-    protos = maximize_activations(model, "head", objective_floor=torch.zeros(10), **common)
+    protos = maximize_activations(model, "head", objective_floor=torch.ones(10), **common)
     proto_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    channels = maximize_activations(model, "blocks.1", objective_floor=torch.zeros(64), **common)
+    channels = maximize_activations(model, "blocks.1", objective_floor=torch.ones(64), **common)
     channel_seconds = time.perf_counter() - start
     return {
         "prior_setup": f"PCA ({prior.dims} directions) + {len(prior.gmm_weights)}-component GMM on "

@@ -37,7 +37,7 @@ class VisualizeConfig:
     # Act-max image prior: auto (the best recognizability score of them all), pixel, fourier, pca, gaussian, gmm.
     prior: str = "auto"
     # Density weights tried per unit; each unit keeps the largest whose image still reaches its top-1 activation.
-    prior_weights: Any = field(default_factory=lambda: [10.0, 30.0, 100.0])
+    prior_weights: Any = field(default_factory=lambda: [0.3, 1.0, 3.0])
     # "What each unit detects": network dissection of every shown layer (and of the random-init
     # control) on the first dissect_images test images.
     dissect: bool = True
@@ -61,7 +61,7 @@ def validate_visualize(cfg: DictConfig) -> None:
     weights = cfg.get("prior_weights", [1.0])
     if not isinstance(weights, (list, ListConfig)) or not weights or \
             not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights):
-        raise ReplearnError(f"prior_weights={weights!r} is invalid: use a non-empty list of numbers >= 0 like [10,30,100]")
+        raise ReplearnError(f"prior_weights={weights!r} is invalid: use a non-empty list of numbers >= 0 like [0.3,1,3]")
     if cfg.embedding not in EMBEDDINGS:
         raise ReplearnError(f"embedding={cfg.embedding!r} is invalid: choose one of {', '.join(EMBEDDINGS)}")
     layers = cfg.layers
