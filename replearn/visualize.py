@@ -49,8 +49,13 @@ def visualize_run(cfg: DictConfig, output_dir: str | os.PathLike | None = None) 
             meta.append(f"status: {summary.get('status')}, test accuracy: {summary.get('test_acc')}")
         except (OSError, ValueError):
             pass  # the page is still useful without the summary line
+    control = None
+    if cfg.dissect:
+        from replearn.analysis.run import random_init_control
+
+        control = random_init_control(loaded.cfg.model, int(loaded.cfg.seed)).to(device)
     page = render_all(loaded.model, splits, out, cfg, device=device,
-                      title=f"replearn: {run_dir.name}", meta=meta)
+                      title=f"replearn: {run_dir.name}", meta=meta, control=control)
     print(f"wrote {page.read_text().count('<img ')} figures and {page}")
     return page
 
@@ -101,12 +106,14 @@ def render_all(
     device: torch.device | str = "cpu",
     title: str = "replearn visualizations",
     meta: Sequence[str] = (),
+    control: torch.nn.Module | None = None,
 ) -> Path:
     """Draw every figure for the chosen layers of ``model`` on ``splits.test_x`` and write index.html.
 
     ``splits`` needs uint8 ``test_x`` (N, 1, 28, 28), ``test_y`` (N,), ``classes`` and ``normalize``.
     ``options`` is the visualize config (its ``run``/``root``/``device`` are not used here);
-    without Hydra, pass ``VisualizeConfig(layers=[...], units=..., ...)``.
+    without Hydra, pass ``VisualizeConfig(layers=[...], units=..., ...)``. ``control`` (the run's
+    random-init network) is dissected next to the model in the "What each unit detects" section.
     """
     from replearn.prototypes import actmax_caption, layer_actmax, prepare_actmax, write_actmax_outputs
     from replearn.recording import capture_activations
@@ -209,6 +216,12 @@ def render_all(
         PageFigure(_save(overview_fig, out / "embedding_overview.png"),
                    f"{opts.embedding.upper()} of the same {len(embed_idx)} test images at the input and at every "
                    "selected layer, coloured by class.")]))
+    if opts.dissect:
+        from replearn.viz.dissection_section import dissection_section
+
+        sections.insert(1, dissection_section(model, splits, layers, out, n_images=opts.dissect_images,
+                                              control=control.to(device) if control is not None else None,
+                                              progress=opts.progress))
     actmax_section = write_actmax_outputs(prior_choice, actmax_records, out, classes)
     if actmax_section is not None:
         sections.insert(1, actmax_section)

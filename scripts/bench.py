@@ -1,4 +1,4 @@
-"""Benchmarks: python scripts/bench.py [suite=train|viz|analysis] (see configs/bench.yaml)."""
+"""Benchmarks: python scripts/bench.py [suite=train|viz|analysis|dissection|...] (see configs/bench.yaml)."""
 
 import hydra
 from omegaconf import DictConfig

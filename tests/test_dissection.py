@@ -29,7 +29,7 @@ class _PlantedSource:
     def count(self, layer: str) -> int:
         return len(self.images)
 
-    def chunks(self, limit=None):
+    def chunks(self, limit=None, pixels_kept=None):
         n = len(self.images) if limit is None else min(limit, len(self.images))
         for start in range(0, n, 64):
             stop = min(start + 64, n)

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from replearn.errors import ReplearnError
 
-SUITES = ("train", "viz", "analysis", "threads", "loggers")
+SUITES = ("train", "viz", "analysis", "dissection", "threads", "loggers")
 
 
 def machine() -> str:

@@ -214,7 +214,9 @@ def dissect_layers(source: MapSource, concept_masks, settings: DissectionSetting
     # interpolated map almost never reaches it.
     q_images = min(settings.quantile_images, len(source.images))
     sampled: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
-    for start, stop, maps in source.chunks(limit=q_images):
+    grid = torch.zeros(size, dtype=torch.bool)
+    grid[::2, ::2] = True  # the pixels _sampled reads: computed gradient maps are only needed there
+    for start, stop, maps in source.chunks(limit=q_images, pixels_kept=grid):
         for name, m in maps.items():
             sampled[name].append(_sampled(m[: max(0, q_images - start)], size))
         chunks.update()
@@ -226,13 +228,13 @@ def dissect_layers(source: MapSource, concept_masks, settings: DissectionSetting
     for start, stop, maps in source.chunks():
         chunk = masks[start:stop].flatten(2)  # (B, K, P) bool
         concept_t = chunk.transpose(1, 2).float()  # (B, P, K): one concept vector per pixel
-        counts = chunk.sum((0, 2)).double()
         for name, m in maps.items():
+            b = m.shape[0]  # a gradient layer may stop inside the chunk (its grad_images)
             if name not in inter:
                 inter[name] = torch.zeros(m.shape[1], k, dtype=torch.float64)
                 unit_area[name] = torch.zeros(m.shape[1], dtype=torch.float64)
-            _accumulate(m, thresholds[name], concept_t, size, inter[name], unit_area[name])
-            concept_area[name] += counts
+            _accumulate(m, thresholds[name], concept_t[:b], size, inter[name], unit_area[name])
+            concept_area[name] += chunk[:b].sum((0, 2)).double()
         chunks.update()
     chunks.close()
     names, levels = concept_masks.names(), concept_masks.levels()

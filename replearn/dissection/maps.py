@@ -71,7 +71,8 @@ def _scatter_maps(jac: torch.Tensor, order: torch.Tensor, valid: torch.Tensor, s
     return maps
 
 
-def _ink(images: torch.Tensor, std: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _ink(images: torch.Tensor, std: float, pixels_kept: torch.Tensor | None = None
+         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Ink of each image's ink pixels, ink first: (values (B, Q), pixel index (B, Q), valid (B, Q)).
 
     Ink is measured in model-input units, x - x_black = pixel / 255 / std; Q is the chunk's
@@ -81,6 +82,8 @@ def _ink(images: torch.Tensor, std: float) -> tuple[torch.Tensor, torch.Tensor, 
     if images.is_floating_point() and pixels.max() <= 1.0 + 1e-6:
         pixels = pixels * 255.0  # float images in [0, 1]
     ink = pixels / 255.0 / std  # (B, P)
+    if pixels_kept is not None:  # maps wanted at these pixels only: the others need no tangent
+        ink = ink * pixels_kept.flatten().to(ink.dtype)
     has = ink > 0
     q = max(int(has.sum(1).max()), 1)
     order = torch.argsort(has.to(torch.int8), dim=1, descending=True, stable=True)[:, :q]  # (B, Q)
@@ -99,14 +102,19 @@ def _first_block_tangents(block: nn.Module, x: torch.Tensor, ink: torch.Tensor, 
     return rest(pre), t_out
 
 
-def _mlp_grad_maps(model: nn.Module, layers: list[str], images: torch.Tensor, normalize, std: float) -> dict[str, torch.Tensor]:
-    """gradient x input maps (B, U, H, W) for MLP blocks / head, by a forward-mode chain through the stack."""
+def _mlp_grad_maps(model: nn.Module, layers: list[str], images: torch.Tensor, normalize, std: float,
+                   pixels_kept: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """gradient x input maps (B, U, H, W) for MLP blocks / head, by a forward-mode chain through the stack.
+
+    With ``pixels_kept`` (bool (H, W)) only those pixels are computed (the rest are 0): the cost is
+    proportional to the ink pixels kept.
+    """
     from replearn.models import MLPBlock
 
     b = images.shape[0]
     _, h, w = model.input_shape
     x = (normalize(images) if normalize is not None else images.float()).flatten(1)  # (B, P)
-    ink, order, valid = _ink(images, std)
+    ink, order, valid = _ink(images, std, pixels_kept)
     wanted, out = set(layers), {}
     steps = [(f"blocks.{i}", blk) for i, blk in enumerate(model.blocks)] + [("head", model.head)]
     first = steps[0][1]
@@ -144,12 +152,16 @@ def _reverse_grad_maps(model: nn.Module, layer: str, images: torch.Tensor, norma
 
 
 def grad_x_input_maps(model: nn.Module, layers: list[str], images: torch.Tensor,
-                      normalize: Callable | None, std: float = 1.0) -> dict[str, torch.Tensor]:
-    """{layer: (B, U, H, W)} gradient x (input - black) maps of ``images`` (uint8 (B, C, H, W)) for vector layers."""
+                      normalize: Callable | None, std: float = 1.0,
+                      pixels_kept: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """{layer: (B, U, H, W)} gradient x (input - black) maps of ``images`` (uint8 (B, C, H, W)) for vector layers.
+
+    ``pixels_kept`` (bool (H, W)) lets the MLP path skip the other pixels (left 0).
+    """
     model.eval()
     if _is_mlp_stack(model):
         with torch.no_grad():
-            return _mlp_grad_maps(model, layers, images.cpu(), normalize, std)
+            return _mlp_grad_maps(model, layers, images.cpu(), normalize, std, pixels_kept)
     return {name: _reverse_grad_maps(model, name, images, normalize, std).detach() for name in layers}
 
 
@@ -169,16 +181,27 @@ class MapSource:
         self.grad_layers = [n for n, m in self.methods.items() if m == "grad_x_input"]
         self.acts = capture_activations(model, images, act_layers, batch_size=1000, normalize=normalize) if act_layers else {}
         self.grad_images = min(grad_images, len(images))
+        self.stored_grads: dict[str, torch.Tensor] = {}
+        if self.grad_layers and not _is_mlp_stack(model):
+            # Few-unit layers of a CNN (the logits): one backward per unit is the cost, so the maps
+            # are computed once and kept (10 x 28 x 28 floats per image) instead of once per pass.
+            for name in self.grad_layers:
+                parts = [grad_x_input_maps(model, [name], images[s:s + 100], normalize, std)[name]
+                         for s in range(0, self.grad_images, 100)]
+                self.stored_grads[name] = torch.cat(parts)
+            self.grad_layers = []
 
     def count(self, layer: str) -> int:
         """Images dissected for ``layer`` (gradient layers use the first ``grad_images``)."""
         return self.grad_images if self.methods[layer] == "grad_x_input" else len(self.images)
 
-    def chunks(self, limit: int | None = None) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
+    def chunks(self, limit: int | None = None, pixels_kept: torch.Tensor | None = None
+               ) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
         """(start, stop, {layer: (B, U, h, w) maps}) over the first ``limit`` images (all by default).
 
-        Activation layers come in ``batch_size`` chunks, gradient layers in chunks of 100 (their maps
-        are U x H x W per image); a gradient layer is absent past its ``grad_images``.
+        Activation layers come in ``batch_size`` chunks, computed gradient layers in chunks of 100
+        (their maps are U x H x W per image); a gradient layer is absent past its ``grad_images``.
+        ``pixels_kept`` (bool (H, W)): computed gradient maps are only needed at those pixels.
         """
         n = len(self.images) if limit is None else min(limit, len(self.images))
         for start in range(0, n, self.batch_size):
@@ -187,6 +210,8 @@ class MapSource:
             for g_start in range(start, g_stop, 100) if self.grad_layers else ():
                 g_end = min(g_start + 100, g_stop)
                 yield g_start, g_end, grad_x_input_maps(self.model, self.grad_layers, self.images[g_start:g_end],
-                                                        self.normalize, self.std)
-            if self.acts:
-                yield start, stop, {name: acts[start:stop] for name, acts in self.acts.items()}
+                                                        self.normalize, self.std, pixels_kept)
+            stored = {name: acts[start:stop] for name, acts in self.acts.items()}
+            stored.update({name: g[start:min(stop, len(g))] for name, g in self.stored_grads.items() if start < len(g)})
+            if stored:
+                yield start, stop, stored

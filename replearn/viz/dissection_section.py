@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from replearn.viz.dissection_plot import LEVEL_LABELS, plot_level_fractions, plot_unit_examples
@@ -79,11 +78,3 @@ def dissection_section(model: nn.Module, splits, layers: list[str], out: Path, n
             path, f"{name}: the {len(units)} labelled units with the highest IoU (distinct concepts first), each on "
                   f"its {ex.images.shape[1]} strongest test images; orange: where the unit is on, cyan: its concept."))
     return section
-
-
-def random_twin(model_cfg, seed: int) -> nn.Module:
-    """The run's own initial network (the training seeds torch with the run seed before building the model)."""
-    from replearn.analysis.run import random_init_control
-
-    with torch.random.fork_rng(devices=[]):
-        return random_init_control(model_cfg, seed)
