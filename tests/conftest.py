@@ -22,6 +22,18 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cache_in_tmp(tmp_path_factory):
+    """Concept masks, priors and reference classifiers built by tests go to a temporary cache, not ~/.cache."""
+    previous = os.environ.get("REPLEARN_CACHE_DIR")
+    os.environ["REPLEARN_CACHE_DIR"] = str(tmp_path_factory.mktemp("replearn-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("REPLEARN_CACHE_DIR", None)
+    else:
+        os.environ["REPLEARN_CACHE_DIR"] = previous
+
+
 @pytest.fixture
 def compose_cfg():
     """compose_cfg(config_name, overrides) -> DictConfig, using the project's real configs."""
