@@ -185,13 +185,19 @@ def summarize(rows: list[dict]) -> dict:
         "median_logit_percentile": median("logit_percentile"),
         "median_knn5_percentile": median("knn5_percentile"),
         "median_centroid_percentile": median("centroid_percentile"),
+        # How far from the middle of real images (percentile 50) the prototypes sit, on average over both
+        # "looks like data" measures: 0 = as typical as can be, 50 = at the edge of the data.
+        "typicality_gap": float(torch.tensor([(abs(r["knn5_percentile"] - 50) + abs(r["centroid_percentile"] - 50)) / 2
+                                              for r in rows], dtype=torch.float64).nanmean()) if rows else float("nan"),
     }
 
 
 def rank_key(summary: dict) -> tuple:
-    """Sort key for choosing a prior: classes meeting every target, then each target count, then confidence."""
+    """Sort key for choosing a prior: classes meeting every target, then each target count, then typicality."""
+    gap = summary["typicality_gap"]
     return (summary["all"], summary["recognized"] + summary["maximizer"] + summary["knn5_in_band"]
-            + summary["centroid_in_band"] + summary["not_copy"], summary["mean_confidence"])
+            + summary["centroid_in_band"] + summary["not_copy"], -gap if gap == gap else float("-inf"),
+            summary["mean_confidence"])
 
 
 def class_logit_floor(model: nn.Module, splits, percentile: float = LOGIT_PERCENTILE) -> torch.Tensor:

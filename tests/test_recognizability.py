@@ -133,3 +133,13 @@ def test_priors_on_real_mnist(mnist_root, compose_cfg, tmp_path):
     assert choice.name == "gmm"
     assert gmm["knn5_in_band"] > pixel["knn5_in_band"] and gmm["recognized"] >= 8
     assert choice.prototypes["gmm"].shape == (10, 1, 28, 28)
+
+
+def test_rank_prefers_targets_then_typical_prototypes():
+    from replearn.recognizability import rank_key
+
+    base = {"all": 5, "recognized": 9, "maximizer": 9, "knn5_in_band": 6, "centroid_in_band": 6, "not_copy": 10,
+            "mean_confidence": 0.9, "typicality_gap": 30.0}
+    assert rank_key({**base, "all": 6, "typicality_gap": 45.0}) > rank_key(base)
+    assert rank_key({**base, "typicality_gap": 10.0}) > rank_key({**base, "mean_confidence": 1.0})
+    assert rank_key({**base, "typicality_gap": float("nan")}) < rank_key(base)
