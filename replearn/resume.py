@@ -115,8 +115,11 @@ def record_resume(plan: ResumePlan, old_config_text: str | None, previous_final:
     if previous_final:
         row["previous_final"] = {k: previous_final.get(k) for k in
                                  ("status", "epochs_completed", "test_acc", "test_loss", "error") if k in previous_final}
-    with open(plan.run_dir / RESUMES_NAME, "a") as handle:
-        handle.write(json.dumps(row) + "\n")
+    path = plan.run_dir / RESUMES_NAME
+    # A kill mid-append leaves a torn last line; start on a fresh line so this row stays readable.
+    torn = path.is_file() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    with open(path, "a") as handle:
+        handle.write(("\n" if torn else "") + json.dumps(row) + "\n")
 
 
 def read_resumes(run_dir: str | Path) -> list[dict]:
@@ -183,12 +186,16 @@ def prepare_start(cfg, run_dir: Path) -> Start:
     status = final.get("status") if final else None
     checkpoint = run_dir / CHECKPOINT_NAME
     if status in ("ok", "diverged") and not explicit:
-        state = None
         saved = saved_config(run_dir)
-        if saved is None and checkpoint.is_file():
-            state = load_checkpoint(checkpoint)
-            saved = state.get("config")
         changes = config_changes(saved, new) if saved else {}
+        if (changes or saved is None) and checkpoint.is_file():
+            # config.yaml may be damaged (binary, depth: null): the checkpoint's copy has the last word.
+            try:
+                stored = load_checkpoint(checkpoint).get("config")
+            except ReplearnError:
+                stored = None
+            if isinstance(stored, dict) and not config_changes(stored, new):
+                changes = {}
         if changes:
             raise ReplearnError(
                 f"{run_dir} already holds a finished run ({status}) with other settings ({describe_changes(changes)}); "

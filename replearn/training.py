@@ -106,7 +106,7 @@ class RunWriter:
         self.metrics_path = self.dir / "metrics.jsonl"
 
     def write_config(self, cfg: DictConfig) -> None:
-        OmegaConf.save(cfg, self.dir / "config.yaml", resolve=True)
+        atomic_write(self.dir / "config.yaml", lambda handle: handle.write(OmegaConf.to_yaml(cfg, resolve=True)))
 
     def read_metrics(self) -> list[dict]:
         """The epoch rows; a line torn by a kill mid-write (or any unreadable line) is dropped."""
@@ -182,8 +182,10 @@ def train(cfg: DictConfig, output_dir: str | Path) -> dict:
         start = prepare_start(cfg, output_dir)
         if start.kind == "skip":
             log.info(start.message)
+            clean_stale_temp(output_dir)
             if start.final.get("status") == "ok" and cfg.analysis.enabled and not (output_dir / "analysis.json").is_file():
                 log.info(f"{output_dir} has no analysis.json (stopped before it was written): completing it")
+                resolve_threads(cfg.trainer.threads, resolve_device(cfg.device))  # as after training: same numbers
                 _maybe_analyze(cfg, output_dir)
             return start.final
         clean_stale_temp(output_dir)

@@ -326,3 +326,14 @@ def test_read_only_folders_are_one_line(sweep_run, tmp_path, what):
         subprocess.run(["chattr", "-i", str(target)], capture_output=True)
         os.chmod(target, 0o755)
     assert "writ" in line and _snapshot(target) == before
+
+
+@pytest.mark.parametrize("damage", [b"\xff\xfe\x00binary", None])
+def test_damaged_config_yaml_does_not_block_the_rerun(compose_cfg, tmp_path, damage):
+    cfg = compose_cfg("train", FAST + ["trainer.epochs=1"])
+    first = train(cfg, tmp_path)
+    config = tmp_path / "config.yaml"
+    config.write_bytes(damage if damage is not None else config.read_bytes().replace(b"depth: 2", b"depth: null"))
+    stamp = (tmp_path / "checkpoint.pt").stat().st_mtime_ns
+    assert train(cfg, tmp_path) == first  # skipped as finished: the checkpoint's config agrees
+    assert (tmp_path / "checkpoint.pt").stat().st_mtime_ns == stamp
