@@ -174,7 +174,7 @@ def layer_actmax(choice: PriorChoice, model: nn.Module, layer: str, units: Seque
         bar = "the 99th percentile of their logit over real test images of the class"
     else:
         floor = hidden_floor(model, layer, units, splits.test_x.cpu(), splits.normalize)
-        bar = "the activation of their top-1 test image"
+        bar = "the activation of their top-1 test image (for channels: the mean over positions, which act-max maximizes)"
     cached_result = choice.results.get(choice.name)
     if is_head and cached_result is not None and cached_result.units == list(units):
         result = cached_result  # the class prototypes scored while choosing the prior
