@@ -36,9 +36,12 @@ def load_checkpoint(spec: str | os.PathLike, map_location: str | torch.device = 
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         text = str(exc)
-        # torch's own message for this case suggests weights_only=False, i.e. running code from the file: never.
-        if "weights_only" in text or "Weights only load failed" in text:
-            reason = "it holds objects other than tensors and plain containers, which are refused because loading them could run code"
+        # torch's own messages here suggest weights_only=False, i.e. running code from the file: never repeat them.
+        if "Unsupported global" in text or "Unsupported class" in text:
+            reason = ("it holds objects other than tensors and plain containers, which are refused because loading "
+                      "them could run code")
+        elif "weights_only" in text or "Weights only load failed" in text:
+            reason = "it is not a readable tensor file"
         else:
             reason = text.splitlines()[0] if text else type(exc).__name__
         raise ReplearnError(f"cannot load {path}: {reason}; the file is corrupt or not a replearn checkpoint: "

@@ -338,13 +338,18 @@ def _discard_unstarted_run_dir() -> None:
         folder = Path(HydraConfig.get().runtime.output_dir)
         entries = {p.name: p for p in folder.iterdir()}
         logs = [p for name, p in entries.items() if name.endswith(".log")]
-        if set(entries) - {".hydra", *(p.name for p in logs)}:
+        if set(entries) - {".hydra", ".lock", *(p.name for p in logs)}:
             return  # the run wrote something of its own: keep everything
         import logging
         import shutil
 
-        logging.shutdown()  # close the job's log file before removing it
-        shutil.rmtree(folder)
+        from replearn.lock import RunLock
+
+        with RunLock(folder):  # not while another process owns it (it may have just started)
+            logging.shutdown()  # close the job's log file before removing it
+            shutil.rmtree(folder)
+    except ReplearnError:
+        pass  # in use by another process: leave it to that process
     except OSError:
         pass  # best effort: a folder we cannot remove is left as it is
 

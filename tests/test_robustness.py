@@ -306,10 +306,12 @@ def _immutable(path: Path) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("what", ["sweep", "run"])
+@pytest.mark.parametrize("what", ["sweep", "run", "report"])
 def test_read_only_folders_are_one_line(sweep_run, tmp_path, what):
-    target = tmp_path / "sweep" if what == "sweep" else sweep_run
+    target = {"sweep": tmp_path / "sweep", "run": sweep_run, "report": tmp_path / "finished"}[what]
     target.mkdir(exist_ok=True)
+    if what == "report":  # a finished sweep whose folder is read-only: the report cannot be written
+        _fake_run(target / "depth=1,seed=0", 1, final=json.dumps({"status": "ok", "test_acc": 0.9}))
     if os.geteuid() != 0:
         os.chmod(target, 0o555)
     elif not _immutable(target):
@@ -318,6 +320,8 @@ def test_read_only_folders_are_one_line(sweep_run, tmp_path, what):
     try:
         if what == "sweep":
             proc = run_script("train.py", "-m", "experiment=depth_smoke", f"hydra.sweep.dir={target}")
+        elif what == "report":
+            proc = run_script("compare_depth.py", f"sweep={target}", "cross_cka_images=0", "progress=false")
         else:
             proc = run_script("train.py", f"trainer.resume={target}", "trainer.epochs=2", *FAST, "depth=1",
                               f"hydra.run.dir={tmp_path}/r")
@@ -337,3 +341,8 @@ def test_damaged_config_yaml_does_not_block_the_rerun(compose_cfg, tmp_path, dam
     stamp = (tmp_path / "checkpoint.pt").stat().st_mtime_ns
     assert train(cfg, tmp_path) == first  # skipped as finished: the checkpoint's config agrees
     assert (tmp_path / "checkpoint.pt").stat().st_mtime_ns == stamp
+
+
+def test_visualize_seed_out_of_range_is_one_line():
+    with pytest.raises(ReplearnError, match=r"seed=12345678901234567890 is invalid"):
+        check_config("visualize", ["run=latest", "seed=12345678901234567890"])

@@ -55,6 +55,8 @@ def validate_visualize(cfg: DictConfig) -> None:
         value = cfg[key]
         if value < minimum:
             raise ReplearnError(f"{key}={value!r} is invalid: must be an integer >= {minimum}")
+    if not 0 <= cfg.seed < 2**32:  # numpy/scikit-learn seeds are 32-bit
+        raise ReplearnError(f"seed={cfg.seed!r} is invalid: must be an integer in [0, 2**32)")
     prior = cfg.get("prior", "auto")
     if prior not in PRIORS:
         raise ReplearnError(f"prior={prior!r} is invalid: choose one of {', '.join(PRIORS)}")
