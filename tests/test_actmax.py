@@ -69,3 +69,18 @@ def test_bad_arguments_raise():
     with pytest.raises(ReplearnError, match="unknown layer"):
         maximize_activations(model, "blocks.5", steps=2, progress=False)
     assert all(p.requires_grad for p in model.parameters()) and model.training
+
+
+def test_prior_comparison_figure():
+    from matplotlib.figure import Figure
+
+    from replearn.viz.actmax_plot import plot_prior_comparison
+
+    protos = {"pixel": torch.rand(3, 1, 28, 28), "gmm": torch.rand(3, 1, 28, 28)}
+    fig = plot_prior_comparison(protos, class_names=["a", "b", "c"], row_notes={"gmm": "3/3 all"}, title="t")
+    assert isinstance(fig, Figure) and len(fig.axes) == 6
+    assert fig.axes[3].get_ylabel() == "gmm\n3/3 all" and fig.axes[1].get_title() == "b"
+    with pytest.raises(ReplearnError, match="one shape"):
+        plot_prior_comparison({"pixel": torch.rand(3, 1, 28, 28), "gmm": torch.rand(2, 1, 28, 28)})
+    with pytest.raises(ReplearnError, match="no prototypes"):
+        plot_prior_comparison({})
