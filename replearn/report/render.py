@@ -55,6 +55,7 @@ class Section:
     figures: list[Figure] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     level: int = 2  # 2: a top-level section (in the contents bar), 3: a subsection
+    tables_first: bool = False  # tables right under the intro, before the figures (the run page's score tables)
 
     @property
     def anchor(self) -> str:
@@ -78,10 +79,16 @@ def _unique_anchors(sections: list[Section]) -> list[dict]:
 
 
 def render_html(path: str | os.PathLike, title: str, sections: list[Section], *, meta: list[str] = (),
-                intro: list[str] = (), links: list[tuple[str, str]] = ()) -> Path:
-    """Write ``path`` from page.html.j2 (atomically); returns the path."""
+                intro: list[str] = (), links: list[tuple[str, str]] = (), image_loading: str = "lazy",
+                page_class: str = "") -> Path:
+    """Write ``path`` from page.html.j2 (atomically); returns the path.
+
+    ``image_loading="eager"`` makes the browser's load event wait for every image (the run page's check needs it);
+    ``page_class`` is set on ``<body>`` for page-specific style rules in the template (e.g. "gallery").
+    """
     html = _environment().get_template("page.html.j2").render(
-        title=title, meta=list(meta), intro=list(intro), links=list(links), sections=_unique_anchors(sections))
+        title=title, meta=list(meta), intro=list(intro), links=list(links), sections=_unique_anchors(sections),
+        image_loading=image_loading, page_class=page_class)
     path = Path(path)
     atomic_write(path, lambda handle: handle.write(html.encode("utf-8")), binary=True)
     return path
