@@ -41,6 +41,8 @@ def visualize_run(cfg: DictConfig, output_dir: str | os.PathLike | None = None) 
     loaded = load_run(run_dir, device=device)
     splits = loaded.splits()
     out = Path(output_dir) if output_dir is not None else run_dir / "viz"
+    if output_dir is None:
+        clear_own_outputs(out)
     meta = [f"run: {run_dir}", f"model: {OmegaConf.to_yaml(loaded.cfg.model).strip().replace(chr(10), ', ')}"]
     final = run_dir / "final.json"
     if final.is_file():
@@ -58,6 +60,26 @@ def visualize_run(cfg: DictConfig, output_dir: str | os.PathLike | None = None) 
                       title=f"replearn: {run_dir.name}", meta=meta, control=control)
     print(f"wrote {page.read_text().count('<img ')} figures and {page}")
     return page
+
+
+OWN_FILES = ("index.html", "actmax.json")
+
+
+def clear_own_outputs(folder: Path) -> list[str]:
+    """Delete what a previous visualize wrote in ``folder`` (``*.png``, index.html, actmax.json); return the names.
+
+    Re-running with other options (fewer layers, no dissection) must not leave old figures beside the
+    new page. Only plain files directly in ``folder`` go: links and sub-folders are never followed or removed.
+    """
+    if folder.is_symlink() or not folder.is_dir():
+        return []  # a link was refused (or checked to stay in the run) by the caller; nothing of ours to clear
+    removed = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False) and (entry.name.endswith(".png") or entry.name in OWN_FILES):
+                os.unlink(entry.path)
+                removed.append(entry.name)
+    return sorted(removed)
 
 
 def select_layers(model: torch.nn.Module, layers: str | Sequence[str]) -> list[str]:

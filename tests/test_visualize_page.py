@@ -175,3 +175,23 @@ def test_visualize_script_on_latest_run(runs, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]  # Hydra left nothing in the cwd
     bad = run_script("visualize.py", "run=latest", f"root={tmp_path / 'none'}", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: run=latest found no run")
+
+
+def test_rerun_clears_its_own_stale_figures_only(runs, compose_cfg, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(runs["mlp"][0], run_dir)
+    viz = run_dir / "viz"
+    old = {p.name for p in viz.glob("*.png")}
+    assert "blocks-1_topk.png" in old and (viz / "actmax.json").is_file()
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"keep")
+    (viz / "linked.png").symlink_to(outside)
+    (viz / "notes.txt").write_text("mine")
+    (viz / "sub").mkdir()
+    (viz / "sub" / "inner.png").write_bytes(b"keep")
+    page = visualize_run(compose_cfg("visualize", [f"run={run_dir}", *VIZ, "layers=[blocks.0]", "dissect=false"]))
+    pngs = {p.name for p in viz.glob("*.png") if not p.is_symlink()}
+    assert sorted(pngs) == sorted(_image_sources(page))  # nothing stale beside the new page
+    assert "blocks-1_topk.png" not in pngs and "blocks-0_topk.png" in pngs
+    assert outside.read_bytes() == b"keep" and (viz / "linked.png").is_symlink()  # links are not followed
+    assert (viz / "notes.txt").read_text() == "mine" and (viz / "sub" / "inner.png").is_file()
