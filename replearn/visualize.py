@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from replearn.conf.visualize import VisualizeConfig
 from replearn.errors import ReplearnError
+from replearn.topk import TopK
 from replearn.device import single_thread
 from replearn.viz import (
     PageFigure, PageSection, embed_2d, first_layer_weights, plot_actmax, plot_activation_heatmap,
@@ -80,6 +81,26 @@ def clear_own_outputs(folder: Path) -> list[str]:
                 os.unlink(entry.path)
                 removed.append(entry.name)
     return sorted(removed)
+
+
+def most_responsive(top: TopK, count: int) -> tuple[list[int], TopK]:
+    """The ``count`` units with the highest mean top-k activation, strongest first, and their rows of ``top``.
+
+    Ties keep the lower unit index first, so the choice is the same on every run.
+    """
+    score = top.values.float().mean(dim=1)  # (U,)
+    order = torch.sort(score, descending=True, stable=True).indices[:count]
+    positions = top.positions[order] if top.positions is not None else None
+    return order.tolist(), TopK(top.values[order], top.indices[order], positions)
+
+
+def failed_note(objective: torch.Tensor) -> str:
+    """Caption tail for act-max images that ended at activation <= 0 (drawn faded, labelled failed)."""
+    failed = int((objective.detach().cpu() <= 0).sum())
+    if not failed:
+        return ""
+    return (f" {failed} of {len(objective)} ended at activation <= 0 (the ascent never made them fire): "
+            "they are faded and labelled failed.")
 
 
 def select_layers(model: torch.nn.Module, layers: str | Sequence[str]) -> list[str]:
@@ -172,14 +193,25 @@ def render_all(
         n_units = act.shape[1]
         is_head = layer == "head"
         is_conv = act.dim() == 4
-        units = list(range(n_units)) if is_head else list(range(min(opts.units, n_units)))
-        names = [classes[u] if u < len(classes) else str(u) for u in units] if is_head else None
         kind = "channel" if is_conv else ("class logit" if is_head else "unit")
+        k = min(opts.k, len(images))
         if is_head:
-            heading = "head (class logits)"
+            units = list(range(n_units))
+            top = top_k_for_layer(model, layer, images, k=k, normalize=splits.normalize, units=units)
+            heading, shown = "head (class logits)", f"grids show all {n_units} class logits"
         else:
+            # Units by index are mostly silent in late layers: rank by response on the whole test split.
+            every = top_k_for_layer(model, layer, images, k=k, normalize=splits.normalize)
+            units, top = most_responsive(every, opts.units)
             heading = f"{layer} (hidden layer {hidden.index(layer) + 1} of {len(hidden)})"
-        section = PageSection(heading, f"{n_units} {kind}s; grids show {kind}s {units[0]}-{units[-1]}.")
+            shown = (f"grids show the {len(units)} most responsive {kind}s (highest mean of their top-{k} "
+                     f"activations on the {len(images)} test images), strongest first: {', '.join(map(str, units))}")
+        names = [classes[u] if u < len(classes) else str(u) for u in units] if is_head else None
+        # A hidden unit whose largest test activation is <= 0 never fires: its "top" images are arbitrary ties.
+        dead = None if is_head else (top.values[:, 0] <= 0)
+        n_dead = 0 if dead is None else int(dead.sum())
+        dead_note = f"; {n_dead} of them never fire on the test images (marked dead)" if n_dead else ""
+        section = PageSection(heading, f"{n_units} {kind}s; {shown}{dead_note}.")
 
         def add(name: str, fig, caption: str, section: PageSection = section) -> None:
             section.figures.append(PageFigure(_save(fig, out / name), caption))
@@ -187,15 +219,14 @@ def render_all(
 
         if layer == hidden[0]:
             weights = first_layer_weights(model)
-            shown = list(range(min(opts.units, len(weights))))
-            add("first_layer_weights.png", plot_first_layer(weights, units=shown),
+            add("first_layer_weights.png", plot_first_layer(weights, units=units),
                 f"First-layer {what} as images of their input weights (red positive, blue negative, one scale "
                 "centred at 0): the pixel pattern each one adds up.")
         if is_conv:
             add(_file(layer, "feature_maps"),
-                plot_feature_maps_batch(act[:, units], images[inputs_idx], channels=units, captions=captions,
+                plot_feature_maps_batch(act, images[inputs_idx], channels=units, captions=captions,
                                         title=f"{layer} feature maps"),
-                f"Feature maps: channels {units[0]}-{units[-1]} of {layer} for {len(inputs_idx)} test inputs "
+                f"Feature maps: the {len(units)} most responsive channels of {layer} for {len(inputs_idx)} test inputs "
                 "(one shared colour scale), so you can see where in the image each channel fires.")
         else:
             add(_file(layer, "activations"),
@@ -204,8 +235,6 @@ def render_all(
                 f"Activations of all {n_units} {kind}s of {layer} (columns) for {len(inputs_idx)} test inputs "
                 "(rows): how sparse and how input-specific the code is.")
 
-        top = top_k_for_layer(model, layer, images, k=min(opts.k, len(images)), normalize=splits.normalize,
-                              units=units)
         if top.positions is not None:
             examples = crop_receptive_fields(images, top, model, layer)
             crop_note = "crops of the receptive field around each maximum"
@@ -213,16 +242,18 @@ def render_all(
             examples = images[top.indices]  # (U, k, 1, 28, 28)
             crop_note = "whole images"
         add(_file(layer, "topk"),
-            plot_top_k(examples.float(), units=units, values=top.values, unit_names=names,
+            plot_top_k(examples.float(), units=units, values=top.values, unit_names=names, dead=dead,
                        title=f"{layer}: top-{top.indices.shape[1]} test images per {kind}"),
             f"The {top.indices.shape[1]} test images that most activate each {kind} ({crop_note}); "
-            "label: index and largest activation.")
+            "label: index and largest activation" + ("; an empty block marked dead: the unit is never above 0 "
+                                                     "on any test image." if n_dead else "."))
 
         result, actmax_records[layer] = layer_actmax(prior_choice, model, layer, units, splits, opts, device)
         add(_file(layer, "actmax"),
             plot_actmax(result.images.cpu(), units=units, unit_names=names, objective=result.objective_end,
                         title=f"{layer}: activation maximization ({prior_choice.name} prior)"),
-            actmax_caption(prior_choice, actmax_records[layer], kind, opts.steps, opts.seed))
+            actmax_caption(prior_choice, actmax_records[layer], kind, opts.steps, opts.seed)
+            + failed_note(result.objective_end))
 
         points = embed_2d(embed_acts[layer], opts.embedding, opts.seed)
         overview[layer] = points

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 import replearn.conf.visualize  # noqa: F401  (registers visualize_schema)
 from replearn.errors import ReplearnError
@@ -195,3 +196,25 @@ def test_rerun_clears_its_own_stale_figures_only(runs, compose_cfg, tmp_path):
     assert "blocks-1_topk.png" not in pngs and "blocks-0_topk.png" in pngs
     assert outside.read_bytes() == b"keep" and (viz / "linked.png").is_symlink()  # links are not followed
     assert (viz / "notes.txt").read_text() == "mine" and (viz / "sub" / "inner.png").is_file()
+
+
+def test_units_are_chosen_by_response_and_dead_units_named(runs, tmp_path):
+    from replearn.conf.visualize import VisualizeConfig
+    from replearn.runs import load_run
+    from replearn.visualize import render_all
+
+    loaded = load_run(runs["mlp"][0])
+    block = loaded.model.blocks[0]
+    with torch.no_grad():  # unit 2 can never fire: no input weight, a negative bias before the ReLU
+        block.linear.weight[2] = 0
+        block.linear.bias[2] = -1.0
+    opts = VisualizeConfig(layers=["blocks.0"], units=16, k=3, steps=3, embedding_samples=40, num_inputs=2,
+                           progress=False, dissect=False)
+    text = render_all(loaded.model, loaded.splits(), tmp_path / "viz", opts).read_text()
+    shown = re.search(r"strongest first: ([0-9, ]+)", text).group(1).split(", ")
+    assert shown[-1] == "2" and sorted(map(int, shown)) == list(range(16))
+    assert "1 of them never fire on the test images (marked dead)" in text
+    few = render_all(loaded.model, loaded.splits(), tmp_path / "few",
+                     VisualizeConfig(layers=["blocks.0"], units=4, k=3, steps=3, embedding_samples=40,
+                                     num_inputs=2, progress=False, dissect=False)).read_text()
+    assert "the 4 most responsive units" in few and "marked dead" not in few

@@ -209,3 +209,63 @@ def test_write_page_links_relative_and_escapes(tmp_path):
     assert str(tmp_path) not in text  # no absolute paths: the folder can be moved
     with pytest.raises(ReplearnError, match="outside"):
         write_page([PageSection("x", "", [PageFigure(tmp_path.parent / "c.png", "c")])], tmp_path / "i.html")
+
+
+def _texts(fig: Figure) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_top_k_marks_dead_units_with_an_empty_block(tmp_path):
+    examples = torch.rand(3, 4, 1, 5, 5)  # (U, k, 1, h, w)
+    values = torch.tensor([[2.0, 1.0, 1.0, 0.5], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.5, 0.5]])
+    fig = plot_top_k(examples, units=[7, 3, 9], values=values, dead=values[:, 0] <= 0)
+    _saved_png(fig, tmp_path / "topk.png")
+    assert _texts(fig) == ["7: 2", "3: dead", "9: 1"]
+    mosaic = fig.axes[0].images[0].get_array()
+    assert mosaic.mask.sum() > 0  # the dead unit's block is empty cells, not tied test images
+    live = plot_top_k(examples, units=[7, 3, 9], values=values).axes[0].images[0].get_array()
+    assert mosaic.mask.sum() - live.mask.sum() == 4 * 5 * 5  # exactly one block of k images blanked
+    all_dead = plot_top_k(examples, dead=[True, True, True])
+    assert _texts(all_dead) == ["0: dead", "1: dead", "2: dead"]
+    with pytest.raises(ReplearnError, match="dead flags"):
+        plot_top_k(examples, dead=[True])
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of True in a 1-D boolean array."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], flags.astype(int), [0]))))
+    return list(zip(edges[::2], edges[1::2]))
+
+
+def test_actmax_fades_and_labels_failed_units():
+    images = torch.rand(3, 1, 6, 6)
+    fig = plot_actmax(images, units=[4, 5, 6], objective=torch.tensor([1.5, 0.0, -0.2]))
+    assert _texts(fig) == ["4: 1.5", "5: failed", "6: failed"]
+    mosaic = np.ma.filled(fig.axes[0].images[0].get_array(), np.nan)
+    cells = []  # the 6x6 tiles, read row-major from the mosaic's non-empty runs of rows and columns
+    row_runs = _runs(np.isfinite(mosaic).any(axis=1))
+    col_runs = _runs(np.isfinite(mosaic).any(axis=0))
+    for r0, r1 in row_runs:
+        for c0, c1 in col_runs:
+            cell = mosaic[r0:r1, c0:c1]
+            if np.isfinite(cell).all():
+                cells.append(cell)
+    assert len(cells) == 3
+    spans = [float(c.max() - c.min()) for c in cells]
+    assert spans[0] == pytest.approx(1.0) and spans[1] < 0.25 and spans[2] < 0.25
+
+
+def test_most_responsive_ranks_by_mean_top_k():
+    from replearn.topk import TopK
+    from replearn.visualize import failed_note, most_responsive
+
+    values = torch.tensor([[1.0, 0.0], [0.0, 0.0], [3.0, 2.0], [2.0, 1.5], [2.0, 1.5]])  # (U, k)
+    indices = torch.arange(10).reshape(5, 2)
+    positions = torch.zeros(5, 2, 2, dtype=torch.long)
+    positions[:, :, 0] = torch.arange(5).unsqueeze(1)
+    units, top = most_responsive(TopK(values, indices, positions), 3)
+    assert units == [2, 3, 4]  # ties keep the lower index first
+    assert top.indices.tolist() == [[4, 5], [6, 7], [8, 9]] and top.positions[:, 0, 0].tolist() == [2, 3, 4]
+    assert most_responsive(TopK(values, indices), 9)[0] == [2, 3, 4, 0, 1]
+    assert failed_note(torch.tensor([1.0, 2.0])) == ""
+    assert "1 of 2 ended at activation <= 0" in failed_note(torch.tensor([1.0, -2.0]))

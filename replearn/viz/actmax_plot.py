@@ -9,7 +9,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from replearn.errors import ReplearnError
-from replearn.viz.grid import image_grid, short_number
+from replearn.viz.grid import as_images, image_grid, rescale_each, short_number
+
+FAILED_CONTRAST = 0.2  # failed act-max images keep a fifth of their contrast
 
 
 def plot_actmax(
@@ -24,7 +26,8 @@ def plot_actmax(
     """Optimized inputs ``(U, 1, H, W)``, one per unit, each stretched to its own grey range.
 
     Each image is scaled on its own because units reach their optimum at very different input
-    norms; ``objective`` (U,) adds the final activation to the label.
+    norms; ``objective`` (U,) adds the final activation to the label, and marks images whose
+    final activation is <= 0 as failed (faded, labelled "failed").
     """
     if images.dim() != 4:
         raise ReplearnError(f"expected act-max images of shape (U, 1, H, W), got {tuple(images.shape)}")
@@ -33,9 +36,16 @@ def plot_actmax(
     if len(index) != u:
         raise ReplearnError(f"plot_actmax got {len(index)} unit indices for {u} images; pass one per image")
     names = list(unit_names) if unit_names is not None else [str(i) for i in index]
+    arr = rescale_each(as_images(images))  # (U, H, W) in [0, 1]
     if objective is not None:
         names = [f"{name}: {short_number(float(v))}" for name, v in zip(names, objective)]
-    return image_grid(images, labels=names, scale="per_image", title=title,
+        # An ascent that ends at activation <= 0 never made the unit fire: its image is noise, not a
+        # preference, so it is faded towards grey and labelled instead of drawn at full contrast.
+        for i, v in enumerate(objective):
+            if float(v) <= 0:
+                arr[i] = 0.5 + FAILED_CONTRAST * (arr[i] - 0.5)
+                names[i] = f"{names[i].split(':')[0]}: failed"
+    return image_grid(arr, labels=names, limits=(0.0, 1.0), title=title,
                       cell_inches=0.8 if objective is not None else 0.65, ax=ax)
 
 

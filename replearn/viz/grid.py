@@ -111,7 +111,8 @@ def image_grid(
         bound = float(np.nanmax(np.abs(arr))) or 1.0
         vmin, vmax = -bound, bound
     else:
-        vmin, vmax = float(np.nanmin(arr)), float(np.nanmax(arr))
+        finite = arr[np.isfinite(arr)]  # empty cells are NaN; a grid of only empty cells gets 0..1
+        vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         if vmax <= vmin:
             vmax = vmin + 1.0
     cmap = cmap or ("RdBu_r" if scale == "symmetric" else "gray")
