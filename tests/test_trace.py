@@ -9,6 +9,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from conftest import run_script
+from figure_text import outside_figure, overlapping, text_boxes
 from replearn.conf import CONFIG_DIR
 from replearn.errors import ReplearnError
 from replearn.trace import (draw_network, format_model_trace, format_trace, forward_trace, load_network,
@@ -121,6 +122,11 @@ def test_trace_model_records_every_layer(build):
     assert f"prediction: {int(logits.argmax())}" in text and "correct" in text
     fig = plot_model_trace(summaries, image[0], logits)
     assert len(fig.axes) == len(summaries) + 1
+    names = [f"c{i}" for i in range(len(logits))]
+    head = plot_model_trace(summaries, image[0], logits, classes=names).axes[-1]
+    assert [t.get_text() for t in head.get_xticklabels()] == names
+    win = int(logits.argmax())
+    assert [t.get_text() for t in head.texts] == [f"predicted: c{win} (p={float(logits.softmax(0)[win]):.2f})"]
 
 
 def test_compose_and_trace_write_text_and_png(compose_cfg, tmp_path):
@@ -159,3 +165,30 @@ def test_script_prints_the_course_example(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "3·2 + 5·4 = 6 + 20 = 26 -> ReLU -> 26" in proc.stdout
     assert (tmp_path / "trace.png").is_file()
+
+
+
+@pytest.mark.parametrize("spec", [
+    None,  # the course example
+    {"inputs": [1, -2, 0.5], "layers": [
+        {"name": "h", "activation": "relu",
+         "nodes": [{"weights": [0.25 * (i + j) - 1, -1.5, 2], "bias": 0.5 - i} for i, j in zip(range(4), range(4))]},
+        {"name": "out", "activation": "linear", "nodes": [{"weights": [1, -1, 0.5, 2]}, {"weights": [-3, 1, 1, 1]}]},
+    ]},
+])
+def test_drawing_shows_bias_and_legend_with_no_overlapping_labels(spec):
+    trace = forward_trace(load_network(COURSE) if spec is None else spec)
+    fig = draw_network(trace)
+    boxes = text_boxes(fig)
+    labels = [text for text, _ in boxes]
+    assert not overlapping(boxes)
+    assert not outside_figure(fig)
+    legend = fig.axes[0].get_legend()
+    assert legend is not None and {"positive weight", "bias, added into Σ"} <= {t.get_text() for t in legend.texts}
+    n_weights = sum(len(node.weights) for layer in trace.layers for node in layer.nodes)
+    n_biases = sum(1 for layer in trace.layers for node in layer.nodes if node.bias)
+    assert sum(1 for t in labels if t.startswith("b = ")) == n_biases
+    assert len(fig.axes[0].texts) == n_weights + n_biases + len(trace.inputs) + 2 * sum(
+        len(layer.nodes) for layer in trace.layers) + len(trace.layers) + 1
+    if spec is None:
+        assert "b = -6" in labels and "Σ = 26 − 6 = 20" in labels

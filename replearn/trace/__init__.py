@@ -53,4 +53,4 @@ def _trace_run(cfg: DictConfig):
     summaries, logits = trace_model(run.model, image, cfg.top_units)
     header = f"{run.run_dir}: test image {cfg.image_index} (label {splits.classes[label]})\n"
     text = header + format_model_trace(summaries, logits, label, splits.classes)
-    return text, plot_model_trace(summaries, splits.test_x[cfg.image_index].float(), logits)
+    return text, plot_model_trace(summaries, splits.test_x[cfg.image_index].float(), logits, list(splits.classes))

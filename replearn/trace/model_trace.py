@@ -78,8 +78,12 @@ def format_model_trace(summaries: list[LayerSummary], logits: torch.Tensor, labe
     return "\n".join(lines)
 
 
-def plot_model_trace(summaries: list[LayerSummary], image: torch.Tensor, logits: torch.Tensor) -> Figure:
-    """The input image, each layer's unit (or channel-mean) values as a bar strip, and the class probabilities."""
+def plot_model_trace(summaries: list[LayerSummary], image: torch.Tensor, logits: torch.Tensor,
+                     classes: list[str] | None = None) -> Figure:
+    """The input image, each layer's unit (or channel-mean) values as a bar strip, and the class probabilities.
+
+    The probability axis is ticked with the class names and the winning class is named on its bar.
+    """
     rows = len(summaries) + 1
     fig = Figure(figsize=(9, 1.3 * rows + 0.6), dpi=100, layout="constrained")
     axes = fig.subplots(rows, 1, squeeze=False)[:, 0]
@@ -95,4 +99,13 @@ def plot_model_trace(summaries: list[LayerSummary], image: torch.Tensor, logits:
                      if s.name != "head" else "head: softmax of the logits", fontsize=9)
         ax.tick_params(labelsize=7)
         ax.set_xlim(-0.5, len(values) - 0.5)
+        if s.name == "head":
+            names = [classes[c] if classes and c < len(classes) else str(c) for c in range(len(values))]
+            win = int(values.argmax())
+            ax.set_xticks(range(len(values)), names, fontsize=7)
+            ax.set_xlabel("class", fontsize=8)
+            ax.set_ylim(0, 1.25)  # headroom for the winner's label
+            ax.annotate(f"predicted: {names[win]} (p={float(values[win]):.2f})", (win, float(values[win])),
+                        xytext=(0, 3), textcoords="offset points", fontsize=8, fontweight="bold",
+                        ha="center" if 0 < win < len(values) - 1 else ("left" if win == 0 else "right"), va="bottom")
     return fig
