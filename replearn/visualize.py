@@ -18,7 +18,7 @@ from replearn.topk import TopK
 from replearn.device import single_thread
 from replearn.viz import (
     PageFigure, PageSection, embed_2d, first_layer_weights, plot_actmax, plot_activation_heatmap,
-    plot_embedding, plot_embeddings_by_layer, plot_feature_maps_batch, plot_first_layer, plot_top_k, write_page,
+    plot_embeddings_by_layer, plot_feature_maps_batch, plot_first_layer, plot_top_k, write_page,
 )
 from replearn.viz.grid import DPI
 
@@ -255,12 +255,8 @@ def render_all(
             actmax_caption(prior_choice, actmax_records[layer], kind, opts.steps, opts.seed)
             + failed_note(result.objective_end))
 
-        points = embed_2d(embed_acts[layer], opts.embedding, opts.seed)
-        overview[layer] = points
-        add(_file(layer, "embedding"),
-            plot_embedding(points, embed_labels, classes=classes, title=f"{layer}: {opts.embedding.upper()}"),
-            f"{opts.embedding.upper()} of {len(embed_idx)} test representations at {layer}, coloured by class: "
-            "how separated the classes are at this depth.")
+        # The layer's embedding is drawn once, as its panel of the overview (a per-layer copy repeated it).
+        overview[layer] = embed_2d(embed_acts[layer], opts.embedding, opts.seed)
         sections.append(section)
 
     overview_fig = plot_embeddings_by_layer(overview, embed_labels, classes=classes,

@@ -20,7 +20,7 @@ from conftest import run_script
 TRAIN = ["data=synthetic", "data.num_train=200", "data.num_test=120", "data.val_size=50",
          "trainer.batch_size=64", "trainer.epochs=1", "trainer.progress=false", "device=cpu"]
 VIZ = ["units=4", "k=4", "steps=8", "embedding_samples=60", "num_inputs=2", "progress=false", "device=cpu"]
-KINDS = {"feature_maps", "activations", "topk", "actmax", "embedding"}
+KINDS = {"feature_maps", "activations", "topk", "actmax"}
 
 # Appended to a copy of index.html (same folder, so relative links resolve the same way): after the load
 # event, which waits for every image, record per image whether it decoded to a non-empty bitmap.
@@ -67,7 +67,7 @@ def test_every_layer_gets_every_figure(runs, name):
     layers = ["blocks-0", "blocks-1", "head"]
     expected = {"first_layer_weights.png", "embedding_overview.png", "actmax_priors.png", "dissection_levels.png"}
     for layer in layers:
-        expected |= {f"{layer}_{kind}.png" for kind in ("topk", "actmax", "embedding")}
+        expected |= {f"{layer}_{kind}.png" for kind in ("topk", "actmax")}  # embeddings: overview panels only
         maps = "feature_maps" if name == "cnn" and layer != "head" else "activations"
         expected.add(f"{layer}_{maps}.png")
     # Layers with at least one labelled unit also get their units' evidence figure.
@@ -162,7 +162,7 @@ def test_chromium_check_catches_missing_and_broken_images(runs, tmp_path):
     (copy / "blocks-0_topk.png").write_bytes(b"not a png")
     report = dict(_load_report(copy / "index.html", tmp_path))
     assert report["head_actmax.png"] is False and report["blocks-0_topk.png"] is False
-    assert report["blocks-1_embedding.png"] is True
+    assert report["blocks-1_topk.png"] is True
 
 
 @pytest.mark.slow

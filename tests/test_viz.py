@@ -269,3 +269,60 @@ def test_most_responsive_ranks_by_mean_top_k():
     assert most_responsive(TopK(values, indices), 9)[0] == [2, 3, 4, 0, 1]
     assert failed_note(torch.tensor([1.0, 2.0])) == ""
     assert "1 of 2 ended at activation <= 0" in failed_note(torch.tensor([1.0, -2.0]))
+
+
+def _page_figures():
+    """Every figure function the run page uses, called as the page calls it (16 units, 10 classes)."""
+    from replearn.trace import draw_network, forward_trace, load_network
+    from replearn.conf import CONFIG_DIR
+
+    g = torch.Generator().manual_seed(0)
+    classes = [str(c) for c in range(10)]
+    labels = torch.arange(60) % 10
+    units = [12, 3, 7, 0, 15, 9, 1, 4, 2, 5, 6, 8, 10, 11, 13, 14]
+    captions = ["test #4021 (7)", "test #17 (2)", "test #998 (0)"]
+    return {
+        "conv filters": plot_first_layer(torch.randn(16, 1, 3, 3, generator=g), units=list(range(16))),
+        "few conv filters": plot_first_layer(torch.randn(4, 1, 3, 3, generator=g)),
+        "mlp units": plot_first_layer(torch.randn(16, 1, 28, 28, generator=g)),
+        "feature maps": plot_feature_maps_batch(torch.rand(3, 32, 7, 7, generator=g), torch.rand(3, 1, 28, 28),
+                                                channels=units, captions=captions,
+                                                title="blocks.3 feature maps"),
+        "one input's maps": plot_feature_maps(torch.rand(16, 14, 14, generator=g), image=torch.rand(1, 28, 28),
+                                              title="blocks.0 feature maps"),
+        "heatmap": plot_activation_heatmap(torch.rand(3, 256, generator=g), row_labels=captions,
+                                           title="blocks.1 activations (256 units)"),
+        "head heatmap": plot_activation_heatmap(torch.randn(3, 10, generator=g), row_labels=captions,
+                                                unit_labels=classes, title="head activations (10 class logits)"),
+        "top-k crops": plot_top_k(torch.rand(16, 9, 1, 3, 3, generator=g), units=units,
+                                  values=torch.rand(16, 9) * 300, title="blocks.0: top-9 test images per channel"),
+        "top-k images": plot_top_k(torch.rand(10, 9, 1, 28, 28, generator=g), units=list(range(10)),
+                                   values=torch.rand(10, 9), unit_names=classes,
+                                   title="head: top-9 test images per class logit"),
+        "act-max": plot_actmax(torch.rand(16, 1, 28, 28, generator=g), units=units, objective=torch.randn(16) * 50,
+                               title="blocks.2: activation maximization (blur prior)"),
+        "act-max head": plot_actmax(torch.rand(10, 1, 28, 28, generator=g), unit_names=classes,
+                                    objective=torch.randn(10) * 5,
+                                    title="head: activation maximization (blur prior)"),
+        "embedding": plot_embedding(np.random.default_rng(0).normal(size=(60, 2)), labels, classes=classes,
+                                    title="blocks.1: PCA"),
+        "overview": plot_embeddings_by_layer({name: np.random.default_rng(1).normal(size=(60, 2)) for name in
+                                              ["input (pixels)", "blocks.0", "blocks.1", "blocks.2", "head"]},
+                                             labels, classes=classes,
+                                             title="PCA of test representations, layer by layer"),
+        "trace": draw_network(forward_trace(load_network(CONFIG_DIR / "networks" / "course_example.yaml"))),
+    }
+
+
+def test_every_page_figure_keeps_its_text_inside_at_its_saved_size():
+    from figure_text import outside_figure
+
+    clipped = {name: bad for name, fig in _page_figures().items() if (bad := outside_figure(fig))}
+    assert not clipped, clipped
+
+
+def test_page_figures_have_no_colliding_labels():
+    from figure_text import overlapping, text_boxes
+
+    collisions = {name: pairs for name, fig in _page_figures().items() if (pairs := overlapping(text_boxes(fig)))}
+    assert not collisions, collisions

@@ -119,7 +119,8 @@ def image_grid(
     # Labels sit in the gap above each row: ~0.16 in of text, converted to pixels of this mosaic.
     pad_y = max(pad, math.ceil(0.16 * h / cell_inches)) if labels is not None else pad
     mosaic = tile(arr, ncols, pad, pad_y)
-    if ax is None:
+    own_figure = ax is None
+    if own_figure:
         fig = new_figure(
             ncols * cell_inches * (w + pad) / h + (0.9 if colorbar else 0.2),
             nrows * cell_inches * (h + pad_y) / h + (0.4 if title else 0.1),
@@ -133,17 +134,32 @@ def image_grid(
     ax.set_yticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
+    fontsize = 7 if cell_inches < 0.8 else 8
     if labels is not None:
-        fontsize = 7 if cell_inches < 0.8 else 8
         for i, label in enumerate(labels):
             r, c = divmod(i, ncols)
             ax.text(c * (w + pad) + w / 2, r * (h + pad_y) - 0.5, str(label), ha="center", va="bottom",
                     fontsize=fontsize, clip_on=False)
     if title:
-        ax.set_title(title, fontsize=9, pad=10 if labels is not None else 4)
+        # The first row's labels stand above the images, so the title clears one label line (points).
+        ax.set_title(title, fontsize=9, pad=4 + 1.6 * fontsize if labels is not None else 4)
     if colorbar:
         fig.colorbar(im, ax=ax, shrink=0.8)
+    if own_figure and title:
+        fit_text_width(fig, ax.title)
     return fig
+
+
+def fit_text_width(fig: Figure, text, margin: float = 0.25) -> None:
+    """Widen ``fig`` until ``text`` fits across it (a few small images under a long title would clip it)."""
+    for _ in range(3):  # the layout moves the text when the figure grows, so measure again after each step
+        fig.draw_without_rendering()
+        box = text.get_window_extent(fig._get_renderer())
+        overflow = max(fig.bbox.x0 - box.x0, box.x1 - fig.bbox.x1) / fig.dpi + margin
+        if overflow <= margin / 2:
+            return
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(width + 2 * overflow, height)
 
 
 def _cmap_with_gaps(name: str, dark: bool = False):
