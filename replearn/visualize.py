@@ -94,6 +94,26 @@ def most_responsive(top: TopK, count: int) -> tuple[list[int], TopK]:
     return order.tolist(), TopK(top.values[order], top.indices[order], positions)
 
 
+CONTEXT_SIDE = 14  # smallest top-k window (px): a 3x3 field is shown inside the stroke it sits on
+
+
+def _context_examples(images: torch.Tensor, top: TopK, model: torch.nn.Module, layer: str) -> tuple[torch.Tensor, str]:
+    """Each conv maximum's window (receptive field bright, the digit around it faint) and the caption's note."""
+    from replearn.receptive_field import receptive_field_box, receptive_fields
+    from replearn.recording import resolve_layers
+    from replearn.viz.topk_plot import FAINT, context_crops
+
+    height = images.shape[-1]
+    size = receptive_fields(model, height)[resolve_layers(model, [layer])[0]][0]
+    side = min(height, max(CONTEXT_SIDE, 2 * size))
+    boxes = torch.tensor([[receptive_field_box(model, layer, int(y), int(x), image_size=height) for y, x in row]
+                          for row in top.positions.tolist()])  # (U, k, 4)
+    field = min(size, height)
+    note = (f"{side}x{side} px windows around each maximum: its {field}x{field} px receptive field at full "
+            f"contrast, the digit around it at {FAINT:.0%} brightness")
+    return context_crops(images, top.indices, boxes, side), note
+
+
 def failed_note(objective: torch.Tensor) -> str:
     """Caption tail for act-max images that ended at activation <= 0 (drawn faded, labelled failed)."""
     failed = int((objective.detach().cpu() <= 0).sum())
@@ -160,7 +180,7 @@ def render_all(
     """
     from replearn.prototypes import actmax_caption, layer_actmax, prepare_actmax, write_actmax_outputs
     from replearn.recording import capture_activations
-    from replearn.topk import crop_receptive_fields, top_k_for_layer
+    from replearn.topk import top_k_for_layer
 
     opts = options if options is not None else VisualizeConfig()
     out = Path(out_dir)
@@ -236,8 +256,7 @@ def render_all(
                 "(rows): how sparse and how input-specific the code is.")
 
         if top.positions is not None:
-            examples = crop_receptive_fields(images, top, model, layer)
-            crop_note = "crops of the receptive field around each maximum"
+            examples, crop_note = _context_examples(images, top, model, layer)
         else:
             examples = images[top.indices]  # (U, k, 1, 28, 28)
             crop_note = "whole images"

@@ -326,3 +326,22 @@ def test_page_figures_have_no_colliding_labels():
 
     collisions = {name: pairs for name, fig in _page_figures().items() if (pairs := overlapping(text_boxes(fig)))}
     assert not collisions, collisions
+
+
+def test_context_crops_keep_the_field_bright_and_the_digit_faint():
+    from replearn.viz.topk_plot import FAINT, context_crops
+
+    images = torch.full((2, 1, 10, 10), 100.0)  # (N, 1, H, W)
+    images[1] = 200.0
+    indices = torch.tensor([[1, 0]])  # (U=1, k=2)
+    boxes = torch.tensor([[[4, 4, 7, 7], [0, 0, 2, 2]]])  # a 3x3 field inside, a 2x2 field clipped at the corner
+    crops = context_crops(images, indices, boxes, side=6)
+    assert crops.shape == (1, 2, 1, 6, 6)
+    inner = crops[0, 0, 0]  # window rows/cols 2..7 of image 1; the field (4..6) sits at 2..4
+    assert (inner[2:5, 2:5] == 200).all()
+    assert inner[0, 0] == pytest.approx(200 * FAINT) and inner[5, 5] == pytest.approx(200 * FAINT)
+    corner = crops[0, 1, 0]  # window starts at -2: two rows/cols beyond the image are 0
+    assert (corner[:2] == 0).all() and (corner[:, :2] == 0).all()
+    assert (corner[2:4, 2:4] == 100).all() and corner[5, 5] == pytest.approx(100 * FAINT)
+    with pytest.raises(ReplearnError, match="boxes"):
+        context_crops(images, indices, boxes[:, :1], side=6)

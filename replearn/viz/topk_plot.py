@@ -11,6 +11,8 @@ from matplotlib.figure import Figure
 from replearn.errors import ReplearnError
 from replearn.viz.grid import block_grid, short_number
 
+FAINT = 0.3  # context outside the receptive field keeps this fraction of its brightness
+
 
 def plot_top_k(
     examples: torch.Tensor,
@@ -50,4 +52,33 @@ def plot_top_k(
                 names[i] = f"{names[i].split(':')[0]}: dead"
     h = examples.shape[-1]
     return block_grid(examples, block_labels=names, scale="shared", title=title,
-                      cell_inches=0.3 if h >= 20 else 0.22, ax=ax)
+                      cell_inches=0.45, ax=ax)
+
+
+def context_crops(
+    images: torch.Tensor, indices: torch.Tensor, boxes: torch.Tensor, side: int, faint: float = FAINT
+) -> torch.Tensor:
+    """``side``-pixel windows ``(U, k, 1, side, side)`` centred on each top example's receptive field.
+
+    ``images`` (N, 1, H, W); ``indices`` (U, k) into them; ``boxes`` (U, k, 4) = (top, left, bottom,
+    right), bottom/right exclusive. Pixels inside the box keep their value, the digit around it is
+    kept at ``faint`` brightness so a 3x3 field is seen in its stroke, and beyond the image is 0.
+    """
+    if images.dim() != 4 or boxes.shape != (*indices.shape, 4):
+        raise ReplearnError(f"context_crops needs images (N, 1, H, W), indices (U, k) and boxes (U, k, 4); got "
+                            f"{tuple(images.shape)}, {tuple(indices.shape)}, {tuple(boxes.shape)}")
+    u, k = indices.shape
+    _, c, height, width = images.shape
+    out = torch.zeros(u, k, c, side, side)
+    for i in range(u):
+        for j in range(k):
+            top, left, bottom, right = (int(v) for v in boxes[i, j])
+            weight = torch.full((c, height, width), float(faint))
+            weight[:, top:bottom, left:right] = 1.0  # the receptive field at full contrast
+            image = images[int(indices[i, j])].float() * weight  # (1, H, W)
+            y0 = (top + bottom) // 2 - side // 2
+            x0 = (left + right) // 2 - side // 2
+            ys, xs = max(y0, 0), max(x0, 0)
+            ye, xe = min(y0 + side, height), min(x0 + side, width)
+            out[i, j, :, ys - y0:ye - y0, xs - x0:xe - x0] = image[:, ys:ye, xs:xe]
+    return out
