@@ -20,7 +20,8 @@ from replearn.viz import (
     PageFigure, PageSection, embed_2d, first_layer_weights, plot_actmax, plot_activation_heatmap,
     plot_embeddings_by_layer, plot_feature_maps_batch, plot_first_layer, plot_top_k, write_page,
 )
-from replearn.viz.grid import DPI
+from replearn.viz.grid import DPI, short_number
+from replearn.viz.summary import SummaryRow, plot_summary
 
 
 def visualize_run(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> Path:
@@ -114,6 +115,21 @@ def _context_examples(images: torch.Tensor, top: TopK, model: torch.nn.Module, l
     return context_crops(images, top.indices, boxes, side), note
 
 
+SUMMARY_UNITS, SUMMARY_EXAMPLES = 4, 3
+
+
+def summary_row(layer: str, units: Sequence[int], names: Sequence[str] | None, top: TopK, examples: torch.Tensor,
+                actmax: torch.Tensor, objective: torch.Tensor, dead: torch.Tensor | None, kind: str) -> SummaryRow:
+    """The layer's row of the opening figure: its strongest units, skipping dead ones and failed act-max."""
+    score = top.values.float().mean(dim=1)  # (U,); hidden units arrive sorted already, class logits do not
+    order = torch.sort(score, descending=True, stable=True).indices.tolist()
+    good = [i for i in order if float(objective[i]) > 0 and not (dead is not None and bool(dead[i]))]
+    pick = (good or order)[:SUMMARY_UNITS]
+    labels = [f"{f'class {names[i]}' if names else f'{kind} {units[i]}'}: max {short_number(float(top.values[i, 0]))}"
+              for i in pick]
+    return SummaryRow(layer, labels, examples[pick, :SUMMARY_EXAMPLES].float(), actmax[pick])
+
+
 def failed_note(objective: torch.Tensor) -> str:
     """Caption tail for act-max images that ended at activation <= 0 (drawn faded, labelled failed)."""
     failed = int((objective.detach().cpu() <= 0).sum())
@@ -205,6 +221,7 @@ def render_all(
     actmax_records: dict[str, Any] = {}
 
     sections: list[PageSection] = []
+    summary: list[SummaryRow] = []
     overview: dict[str, Any] = {"input (pixels)": embed_2d(images[embed_idx].float(), opts.embedding, opts.seed)}
     hidden = model.hidden_layers()
     what = "filters" if hasattr(model.blocks[0], "conv") else "units"
@@ -273,6 +290,8 @@ def render_all(
                         title=f"{layer}: activation maximization ({prior_choice.name} prior)"),
             actmax_caption(prior_choice, actmax_records[layer], kind, opts.steps, opts.seed)
             + failed_note(result.objective_end))
+        summary.append(summary_row(layer, units, names, top, examples, result.images.cpu(), result.objective_end,
+                                   dead, kind))
 
         # The layer's embedding is drawn once, as its panel of the overview (a per-layer copy repeated it).
         overview[layer] = embed_2d(embed_acts[layer], opts.embedding, opts.seed)
@@ -284,15 +303,22 @@ def render_all(
         PageFigure(_save(overview_fig, out / "embedding_overview.png"),
                    f"{opts.embedding.upper()} of the same {len(embed_idx)} test images at the input and at every "
                    "selected layer, coloured by class.")]))
+    n_show = len(summary[0].labels)
+    sections.insert(0, PageSection("At a glance", "", [PageFigure(
+        _save(plot_summary(summary, title="Each layer's strongest units, first layer to last"), out / "summary.png"),
+        f"For each layer (top to bottom), its {n_show} most responsive {'units' if n_show > 1 else 'unit'} that are "
+        f"not dead and whose act-max worked: the {summary[0].examples.shape[1]} test examples that drive each one "
+        "hardest (conv layers: the window around the maximum, the receptive field bright), then its act-max image "
+        "(orange frame). Labels: unit and its largest test activation.")]))
     if opts.dissect:
         from replearn.viz.dissection_section import dissection_section
 
-        sections.insert(1, dissection_section(model, splits, layers, out, n_images=opts.dissect_images,
+        sections.insert(2, dissection_section(model, splits, layers, out, n_images=opts.dissect_images,
                                               control=control.to(device) if control is not None else None,
                                               progress=opts.progress))
     actmax_section = write_actmax_outputs(prior_choice, actmax_records, out, classes)
     if actmax_section is not None:
-        sections.insert(1, actmax_section)
+        sections.insert(2, actmax_section)
     settings = (f"layers: {', '.join(layers)}; units per layer: {opts.units}; k: {opts.k}; act-max steps: "
                 f"{opts.steps} ({prior_choice.name} prior); seed: {opts.seed}; embedding: {opts.embedding}")
     return write_page(sections, out / "index.html", title=title, meta=[*meta, settings])

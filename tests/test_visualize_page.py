@@ -65,7 +65,8 @@ def test_every_layer_gets_every_figure(runs, name):
     files = sorted(p.name for p in page.parent.glob("*.png"))
     assert sorted(sources) == files  # the page shows every figure written, and only those
     layers = ["blocks-0", "blocks-1", "head"]
-    expected = {"first_layer_weights.png", "embedding_overview.png", "actmax_priors.png", "dissection_levels.png"}
+    expected = {"first_layer_weights.png", "embedding_overview.png", "actmax_priors.png", "dissection_levels.png",
+                "summary.png"}
     for layer in layers:
         expected |= {f"{layer}_{kind}.png" for kind in ("topk", "actmax")}  # embeddings: overview panels only
         maps = "feature_maps" if name == "cnn" and layer != "head" else "activations"
@@ -75,6 +76,7 @@ def test_every_layer_gets_every_figure(runs, name):
     assert evidence <= {f"{layer}_dissection.png" for layer in layers}
     assert set(files) == expected | evidence
     text = page.read_text()
+    assert sources[0] == "summary.png" and "At a glance" in text  # the page opens with the summary figure
     assert "What each unit detects" in text and "random init" in text
     assert "hidden layer 1 of 2" in text and "head (class logits)" in text and "<figcaption>" in text
     assert str(run_dir) not in re.sub(r'<p class="meta">.*?</p>', "", text)  # links are relative

@@ -310,6 +310,7 @@ def _page_figures():
                                               ["input (pixels)", "blocks.0", "blocks.1", "blocks.2", "head"]},
                                              labels, classes=classes,
                                              title="PCA of test representations, layer by layer"),
+        "summary": _summary_figure(),
         "trace": draw_network(forward_trace(load_network(CONFIG_DIR / "networks" / "course_example.yaml"))),
     }
 
@@ -345,3 +346,27 @@ def test_context_crops_keep_the_field_bright_and_the_digit_faint():
     assert (corner[2:4, 2:4] == 100).all() and corner[5, 5] == pytest.approx(100 * FAINT)
     with pytest.raises(ReplearnError, match="boxes"):
         context_crops(images, indices, boxes[:, :1], side=6)
+
+
+def _summary_figure():
+    from replearn.viz.summary import SummaryRow, plot_summary
+
+    rows = [SummaryRow("blocks.0", ["channel 31: max 13", "channel 3: max 12", "channel 2: max 12"],
+                       torch.rand(3, 3, 1, 14, 14), torch.rand(3, 1, 28, 28)),
+            SummaryRow("head", ["class 3: max 18", "class 7: max 16", "class 0: max 15", "class 4: max 15"],
+                       torch.rand(4, 3, 1, 28, 28), torch.rand(4, 1, 28, 28))]
+    return plot_summary(rows, title="Each layer's strongest units, first layer to last")
+
+
+def test_summary_figure_has_one_row_per_layer(tmp_path):
+    from replearn.viz.summary import SummaryRow, plot_summary
+
+    fig = _summary_figure()
+    _saved_png(fig, tmp_path / "summary.png")
+    assert len(fig.axes) == 3 * 4 + 4 * 4  # per unit: 3 examples and its act-max image
+    texts = [t.get_text() for t in fig.texts]
+    assert texts[1:3] == ["blocks.0", "channel 31: max 13"] and "head" in texts
+    rows = sorted({round(ax.get_position().y0, 3) for ax in fig.axes}, reverse=True)
+    assert len(rows) == 2  # first layer on top
+    with pytest.raises(ReplearnError, match="summary row head"):
+        plot_summary([SummaryRow("head", ["a"], torch.rand(2, 3, 1, 8, 8), torch.rand(2, 1, 8, 8))])
