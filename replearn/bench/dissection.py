@@ -28,12 +28,18 @@ def run(cfg) -> dict:
     """Time mask building (uncached and cached) and the dissection of a depth-8 CNN and a depth-5 MLP."""
     import os
 
+    from replearn.device import resolve_threads
+
     cfg = OmegaConf.create(cfg if cfg is not None else {})
+    trainer = cfg.get("trainer") or {}
+    # The same thread rule as a run: trainer.threads=N, or 0 = the cores other processes leave free.
+    threads = resolve_threads(int(trainer.get("threads", 0)))
     n = int(cfg.get("probe_images", 10000))
     splits = load_splits(cfg.data)
     images, labels = splits.test_x[:n].cpu(), splits.test_y[:n].cpu()
     classes = list(splits.classes)
-    out: dict = {"probe_images": len(images), "gflops_matmul_now": round(matmul_gflops(), 1)}
+    out: dict = {"probe_images": len(images), "threads": threads.describe(),
+                 "gflops_matmul_now": round(matmul_gflops(), 1)}
 
     start = time.perf_counter()
     masks = load_concept_masks(images, labels, classes, use_cache=False)

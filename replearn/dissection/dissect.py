@@ -228,13 +228,14 @@ def dissect_layers(source: MapSource, concept_masks, settings: DissectionSetting
     for start, stop, maps in source.chunks():
         chunk = masks[start:stop].flatten(2)  # (B, K, P) bool
         concept_t = chunk.transpose(1, 2).float()  # (B, P, K): one concept vector per pixel
+        per_image = chunk.sum(2).double()  # (B, K) concept pixels per image
         for name, m in maps.items():
             b = m.shape[0]  # a gradient layer may stop inside the chunk (its grad_images)
             if name not in inter:
                 inter[name] = torch.zeros(m.shape[1], k, dtype=torch.float64)
                 unit_area[name] = torch.zeros(m.shape[1], dtype=torch.float64)
             _accumulate(m, thresholds[name], concept_t[:b], size, inter[name], unit_area[name])
-            concept_area[name] += chunk[:b].sum((0, 2)).double()
+            concept_area[name] += per_image[:b].sum(0)
         chunks.update()
     chunks.close()
     names, levels = concept_masks.names(), concept_masks.levels()
