@@ -130,6 +130,15 @@ def summary_row(layer: str, units: Sequence[int], names: Sequence[str] | None, t
     return SummaryRow(layer, labels, examples[pick, :SUMMARY_EXAMPLES].float(), actmax[pick])
 
 
+def activation_caption(act: torch.Tensor, units: Sequence[int], layer: str, kind: str, n_inputs: int) -> str:
+    """Caption of the activation heatmap, with the whole layer's sparsity (the heatmap shows only ``units``)."""
+    shown = "all" if len(units) == act.shape[1] else f"the {len(units)} most responsive of the {act.shape[1]}"
+    zero = float((act == 0).float().mean())
+    return (f"Activations of {shown} {kind}s of {layer} (columns) for {n_inputs} test inputs (rows): how "
+            f"input-specific the code is. Over all {act.shape[1]} {kind}s, {zero:.0%} of these inputs' "
+            "activations are exactly 0.")
+
+
 def failed_note(objective: torch.Tensor) -> str:
     """Caption tail for act-max images that ended at activation <= 0 (drawn faded, labelled failed)."""
     failed = int((objective.detach().cpu() <= 0).sum())
@@ -267,10 +276,10 @@ def render_all(
                 "(one shared colour scale), so you can see where in the image each channel fires.")
         else:
             add(_file(layer, "activations"),
-                plot_activation_heatmap(act, row_labels=captions, unit_labels=names,
-                                        title=f"{layer} activations ({n_units} {kind}s)"),
-                f"Activations of all {n_units} {kind}s of {layer} (columns) for {len(inputs_idx)} test inputs "
-                "(rows): how sparse and how input-specific the code is.")
+                plot_activation_heatmap(act[:, units], row_labels=captions,
+                                        unit_labels=names if is_head else [str(u) for u in units],
+                                        title=f"{layer} activations ({len(units)} of {n_units} {kind}s)"),
+                activation_caption(act, units, layer, kind, len(inputs_idx)))
 
         if top.positions is not None:
             examples, crop_note = _context_examples(images, top, model, layer)

@@ -370,3 +370,12 @@ def test_summary_figure_has_one_row_per_layer(tmp_path):
     assert len(rows) == 2  # first layer on top
     with pytest.raises(ReplearnError, match="summary row head"):
         plot_summary([SummaryRow("head", ["a"], torch.rand(2, 3, 1, 8, 8), torch.rand(2, 1, 8, 8))])
+
+
+def test_activation_caption_states_the_whole_layers_sparsity():
+    from replearn.visualize import activation_caption
+
+    act = torch.tensor([[0.0, 1.0, 0.0, 2.0], [0.0, 0.0, 3.0, 1.0]])  # (N=2, U=4): 4 of 8 values are 0
+    text = activation_caption(act, [3, 2], "blocks.1", "unit", 2)
+    assert "the 2 most responsive of the 4 units" in text and "50% of these inputs' activations are exactly 0" in text
+    assert activation_caption(act, [0, 1, 2, 3], "head", "class logit", 2).startswith("Activations of all class logits")
