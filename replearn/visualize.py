@@ -46,6 +46,7 @@ def visualize_run(cfg: DictConfig, output_dir: str | os.PathLike | None = None) 
     splits = loaded.splits()
     out = Path(output_dir) if output_dir is not None else run_dir / "viz"
     if output_dir is None:
+        select_layers(loaded.model, cfg.layers)  # a bad option fails here, before the last page is removed
         clear_own_outputs(out)
     meta = [f"run: {run_dir}", f"model: {OmegaConf.to_yaml(loaded.cfg.model).strip().replace(chr(10), ', ')}"]
     final = run_dir / "final.json"

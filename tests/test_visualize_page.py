@@ -192,6 +192,9 @@ def test_rerun_clears_its_own_stale_figures_only(runs, compose_cfg, tmp_path):
     (viz / "notes.txt").write_text("mine")
     (viz / "sub").mkdir()
     (viz / "sub" / "inner.png").write_bytes(b"keep")
+    with pytest.raises(ReplearnError, match="blocks.7"):
+        visualize_run(compose_cfg("visualize", [f"run={run_dir}", *VIZ, "layers=[blocks.7]"]))
+    assert {p.name for p in viz.glob("*.png")} >= old  # a rejected option leaves the last page alone
     page = visualize_run(compose_cfg("visualize", [f"run={run_dir}", *VIZ, "layers=[blocks.0]", "dissect=false"]))
     pngs = {p.name for p in viz.glob("*.png") if not p.is_symlink()}
     assert sorted(pngs) == sorted(_image_sources(page))  # nothing stale beside the new page
