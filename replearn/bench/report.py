@@ -12,20 +12,32 @@ from omegaconf import DictConfig
 
 from replearn.errors import ReplearnError
 
-SUITES = ("train", "viz", "analysis", "dissection", "threads", "loggers")
+SUITES = ("train", "viz", "analysis", "dissection", "threads", "loggers", "gpu")
 
 
-def machine() -> str:
-    """A short description of the machine the figures come from."""
-    import os
-
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as handle:
             cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return cpu
+
+
+def machine(threads: int | None = None) -> str:
+    """A short description of the machine the figures come from; ``threads``: those the suite used."""
+    import os
+
+    threads = torch.get_num_threads() if threads is None else threads
+    return f"{cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {threads} thread{'s' if threads != 1 else ''}"
+
+
+def _probe(threads: int) -> float:
+    from replearn.bench.analysis import matmul_gflops
+
+    return matmul_gflops()
 
 
 def run_suite(cfg: DictConfig, output_dir: Path) -> dict:
@@ -33,12 +45,27 @@ def run_suite(cfg: DictConfig, output_dir: Path) -> dict:
     if cfg.suite not in SUITES:
         raise ReplearnError(f"suite={cfg.suite!r} is invalid: choose one of {', '.join(SUITES)}")
     module = importlib.import_module(f"replearn.bench.{cfg.suite}")
-    figures = {"machine": machine(), **module.run(cfg)}
+    skip = getattr(module, "skip_reason", None)
+    reason = skip() if skip is not None else None
+    if reason:  # e.g. suite=gpu without a GPU: one line, nothing measured, nothing written
+        print(reason)
+        return {"skipped": reason}
+    from replearn.bench.machine import describe_load, load_average
+
+    load_before = load_average()
+    results = module.run(cfg)
+    # Threads, load and the probe are read after the suite: what it actually ran on.
+    state = describe_load(cpu_name(), results, load_before, _probe)
+    figures = {"machine": machine(state["threads_used"]), **results, **state}
     width = max(len(k) for k in figures)
     print(f"== bench suite={cfg.suite} ==")
     for key, value in figures.items():
+        if key == "busy":
+            continue
         shown = f"{value:,.3f}" if isinstance(value, float) else value
         print(f"{key:<{width}}  {shown}")
+    if "busy" in figures:
+        print(figures["busy"])
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     (Path(output_dir) / "bench.json").write_text(json.dumps(figures, indent=2, default=str) + "\n")
     return figures
