@@ -22,7 +22,8 @@ class VisualizeConfig:
     root: str = "outputs"
     # "all" (every hidden block and the head) or a list of layer names, e.g. [blocks.0,head].
     layers: Any = "all"
-    # At most this many units/channels per layer in the grids (the head always shows every class).
+    # At most this many units/channels per layer in the grids: the most responsive ones (highest mean
+    # top-k activation on the test split); the head always shows every class.
     units: int = 16
     k: int = 9
     # Gradient-ascent steps for activation maximization.

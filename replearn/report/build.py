@@ -28,9 +28,10 @@ DECODABILITY, DISSECTION, ARCHITECTURE = ("Class decodability", "Dissection: wha
                                           "Architecture-dominated measures")
 # (metric key, y label, log scale) of the architecture-dominated figure.
 ARCHITECTURE_ROWS = [
-    ("erf_area", "ERF: fraction of pixels holding 90% of |∂unit/∂input|", False),
-    ("actmax_spectral_centroid", "act-max spectral centroid (cycles/pixel)", False),
-    ("participation_ratio", "effective dimensionality (participation ratio)", True),
+    # Two-line labels: one line of this length is cut off at the figure's height.
+    ("erf_area", "ERF: fraction of pixels\nwith 90% of |∂unit/∂input|", False),
+    ("actmax_spectral_centroid", "act-max spectral centroid\n(cycles/pixel)", False),
+    ("participation_ratio", "effective dimensionality\n(participation ratio)", True),
     ("cka_input", "linear CKA with the input pixels", False),
 ]
 LAYER_COLUMNS = ["variant", "depth", "layer", "layer_index", "position", "metric", "n_seeds", "trained_mean",
