@@ -168,6 +168,14 @@ def render_all(
     prior_choice = prepare_actmax(model, splits, opts, device)
     actmax_records: dict[str, Any] = {}
 
+    dissection, dissected = None, {}
+    if opts.dissect:
+        from replearn.viz.dissection_section import dissection_section
+
+        # Before the layers: the opening figure labels units with what they detect.
+        dissection, dissected = dissection_section(model, splits, layers, out, n_images=opts.dissect_images,
+                                                   control=control.to(device) if control is not None else None,
+                                                   progress=opts.progress)
     sections: list[PageSection] = []
     summary: list[SummaryRow] = []
     overview: dict[str, Any] = {"input (pixels)": embed_2d(images[embed_idx].float(), opts.embedding, opts.seed)}
@@ -238,8 +246,9 @@ def render_all(
                         title=f"{layer}: activation maximization ({prior_choice.name} prior)"),
             actmax_caption(prior_choice, actmax_records[layer], kind, opts.steps, opts.seed)
             + failed_note(result.objective_end))
+        concepts = dissected[layer].unit_labels() if layer in dissected else None
         summary.append(summary_row(layer, units, names, top, examples, result.images.cpu(), result.objective_end,
-                                   dead, kind))
+                                   dead, kind, concepts))
 
         # The layer's embedding is drawn once, as its panel of the overview (a per-layer copy repeated it).
         overview[layer] = embed_2d(embed_acts[layer], opts.embedding, opts.seed)
@@ -257,13 +266,10 @@ def render_all(
         f"For each layer (top to bottom), its {n_show} most responsive {'units' if n_show > 1 else 'unit'} that are "
         f"not dead and whose act-max worked: the {summary[0].examples.shape[1]} test examples that drive each one "
         "hardest (conv layers: the window around the maximum, the receptive field bright), then its act-max image "
-        "(orange frame). Labels: unit and its largest test activation.")]))
-    if opts.dissect:
-        from replearn.viz.dissection_section import dissection_section
-
-        sections.insert(2, dissection_section(model, splits, layers, out, n_images=opts.dissect_images,
-                                              control=control.to(device) if control is not None else None,
-                                              progress=opts.progress))
+        "(orange frame). Labels: the unit and its dissection label (what it detects, see below) or, if it has "
+        "none, its largest test activation.")]))
+    if dissection is not None:
+        sections.insert(2, dissection)
     actmax_section = write_actmax_outputs(prior_choice, actmax_records, out, classes)
     if actmax_section is not None:
         sections.insert(2, actmax_section)

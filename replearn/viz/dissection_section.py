@@ -17,8 +17,11 @@ def _pct(value: float) -> str:
 
 def dissection_section(model: nn.Module, splits, layers: list[str], out: Path, n_images: int = 2000,
                        control: nn.Module | None = None, units_per_layer: int = 4, k: int = 5,
-                       progress: bool = False) -> PageSection:
-    """Dissect ``layers`` of ``model`` (and of ``control``) on the first ``n_images`` test images; draw the section."""
+                       progress: bool = False) -> tuple[PageSection, dict]:
+    """Dissect ``layers`` of ``model`` (and of ``control``) on the first ``n_images`` test images; draw the section.
+
+    Returns the section and ``{layer: LayerDissection}`` of the model (for labels elsewhere on the page).
+    """
     from replearn.dissection import DissectionSettings, dissect_model
     from replearn.dissection.concept_cache import load_concept_masks
     from replearn.dissection.examples import top_labelled_units, unit_examples
@@ -77,4 +80,4 @@ def dissection_section(model: nn.Module, splits, layers: list[str], out: Path, n
         section.figures.append(PageFigure(
             path, f"{name}: the {len(units)} labelled units with the highest IoU (distinct concepts first), each on "
                   f"its {ex.images.shape[1]} strongest test images; orange: where the unit is on, cyan: its concept."))
-    return section
+    return section, result

@@ -46,14 +46,23 @@ SUMMARY_UNITS, SUMMARY_EXAMPLES = 4, 3
 
 
 def summary_row(layer: str, units: Sequence[int], names: Sequence[str] | None, top: TopK, examples: torch.Tensor,
-                actmax: torch.Tensor, objective: torch.Tensor, dead: torch.Tensor | None, kind: str) -> SummaryRow:
-    """The layer's row of the opening figure: its strongest units, skipping dead ones and failed act-max."""
+                actmax: torch.Tensor, objective: torch.Tensor, dead: torch.Tensor | None, kind: str,
+                concepts: Sequence[str | None] | None = None) -> SummaryRow:
+    """The layer's row of the opening figure: its strongest units, skipping dead ones and failed act-max.
+
+    ``concepts`` (one per unit of the layer, None if unlabelled) replaces the activation in a unit's label
+    by its dissection label.
+    """
     score = top.values.float().mean(dim=1)  # (U,); hidden units arrive sorted already, class logits do not
     order = torch.sort(score, descending=True, stable=True).indices.tolist()
     good = [i for i in order if float(objective[i]) > 0 and not (dead is not None and bool(dead[i]))]
     pick = (good or order)[:SUMMARY_UNITS]
-    labels = [f"{f'class {names[i]}' if names else f'{kind} {units[i]}'}: max {short_number(float(top.values[i, 0]))}"
-              for i in pick]
+    def label(i: int) -> str:
+        who = f"class {names[i]}" if names else f"{kind} {units[i]}"
+        concept = concepts[units[i]] if concepts is not None else None
+        return f"{who}: {concept}" if concept else f"{who}: max {short_number(float(top.values[i, 0]))}"
+
+    labels = [label(i) for i in pick]
     return SummaryRow(layer, labels, examples[pick, :SUMMARY_EXAMPLES].float(), actmax[pick])
 
 
