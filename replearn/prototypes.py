@@ -197,22 +197,11 @@ def actmax_caption(choice: PriorChoice, record: dict, kind: str, steps: int, see
             "with the top-k images beside. Each image has its own grey scale; label: index and final activation.")
 
 
-def _plain(value):
-    """JSON-safe copy: NaN/inf become None, tensors lists."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return _plain(value.tolist())
-    if isinstance(value, float) and not torch.isfinite(torch.tensor(value)):
-        return None
-    return value
-
-
 def write_actmax_outputs(choice: PriorChoice, records: dict, out_dir, classes: Sequence[str]):
     """Write ``actmax.json`` and the prior-comparison figure; return the page section (None without scores)."""
     import json
+
+    from replearn.analysis.run import json_safe
     from pathlib import Path
 
     from replearn.atomic import atomic_write
@@ -226,7 +215,7 @@ def write_actmax_outputs(choice: PriorChoice, records: dict, out_dir, classes: S
                "targets": {"own_logit_percentile_at_least": LOGIT_PERCENTILE, "band_percentiles": list(BAND),
                            "copy_below_nearest_percentile": COPY_PERCENTILE},
                "scores": choice.scores, "layers": records}
-    text = json.dumps(_plain(payload), indent=1)
+    text = json.dumps(json_safe(payload), indent=1)
     atomic_write(out / "actmax.json", lambda handle: handle.write(text))
     if not choice.scores:
         return None
