@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -14,7 +13,6 @@ from tqdm.auto import tqdm
 
 from replearn.conf.visualize import VisualizeConfig
 from replearn.errors import ReplearnError
-from replearn.device import single_thread
 from replearn.viz import (
     PageFigure, PageSection, embed_2d, first_layer_weights, plot_actmax, plot_activation_heatmap,
     plot_embeddings_by_layer, plot_feature_maps_batch, plot_first_layer, plot_top_k, write_page,
