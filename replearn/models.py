@@ -41,6 +41,11 @@ class LayeredModel(nn.Module):
         """Hidden blocks then the logits layer, in forward order."""
         return self.hidden_layers() + ["head"]
 
+    @property
+    def training_memory_format(self) -> torch.memory_format:
+        """Layout of weights and batches while training: contiguous for vectors, channels-last for conv maps."""
+        return torch.contiguous_format
+
 
 class MLPBlock(nn.Module):
     """Linear -> optional norm -> activation, with an optional identity skip."""
@@ -181,6 +186,13 @@ class CNN(LayeredModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C, H, W)
         return self.head(self.flatten(self.pool(self.blocks(x))))
+
+    @property
+    def training_memory_format(self) -> torch.memory_format:
+        # oneDNN's convolutions and batch norm skip layout reorders on channels-last tensors: a depth-4
+        # training step took 0.83x the time of the contiguous one on 2 CPU threads (0.87x on 1, 0.80x
+        # at depth 8); cuDNN prefers it too with bf16.
+        return torch.channels_last
 
 
 def init_weights(model: "LayeredModel", init: str, activation: str) -> None:

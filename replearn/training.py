@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from replearn.augment import draw_shifts, shift_images
 from replearn.atomic import atomic_write, atomic_write_json
 from replearn.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from replearn.data import Splits, load_splits
@@ -42,6 +43,12 @@ class Diverged(Exception):
 def model_kwargs(model_cfg: DictConfig) -> dict[str, Any]:
     """Config keys equal constructor arguments; ``name`` picks the class."""
     return OmegaConf.to_container(model_cfg, resolve=True)  # type: ignore[return-value]
+
+
+def build_training_model(cfg: DictConfig, device: torch.device) -> LayeredModel:
+    """The configured model on ``device``, in the memory format it trains fastest in."""
+    model = build_model(**model_kwargs(cfg.model)).to(device)
+    return model.to(memory_format=model.training_memory_format)
 
 
 def build_optimizer(optim_cfg: DictConfig, params) -> torch.optim.Optimizer:
@@ -205,7 +212,7 @@ def _train_locked(cfg: DictConfig, output_dir: Path, start: Start) -> dict:
     device = resolve_device(cfg.device)
     threads = resolve_threads(cfg.trainer.threads, device)
     shuffle_gen = seed_everything(cfg.seed)
-    model = build_model(**model_kwargs(cfg.model)).to(device)
+    model = build_training_model(cfg, device)
     splits = check_images(load_splits(cfg.data), cfg.data).to(device)
     writer = RunWriter(output_dir)
 
@@ -264,6 +271,7 @@ def _train_locked(cfg: DictConfig, output_dir: Path, start: Start) -> dict:
         loggers.close()
         raise
     writer.write_curves(metrics, title)
+    model = model.to(memory_format=torch.contiguous_format)  # what loggers and callers expect to read
     test_loss, test_acc = evaluate(model, splits.test_x, splits.test_y, splits, cfg.trainer.eval_batch_size)
     reason = exploded({"test_loss": test_loss, "test_acc": test_acc}, extra.get("initial_loss"), "the end")
     final = _final(cfg, model, metrics, wall_start, status="diverged" if reason else "ok", extra=extra)
@@ -287,6 +295,11 @@ def _train_epoch(cfg, model, optimizer, scheduler, train_x, splits, shuffle_gen,
     model.train()
     batch_size = cfg.trainer.batch_size
     order = torch.randperm(len(train_x), generator=shuffle_gen).to(device)
+    memory_format = getattr(model, "training_memory_format", torch.contiguous_format)
+    max_shift = cfg.trainer.get("augment_shift", 0)
+    if max_shift:
+        shifts = draw_shifts(len(order), max_shift, shuffle_gen).to(device)  # (N, 2), one per position in order
+        background = float(splits.normalize(torch.zeros((), dtype=torch.uint8)))
     amp_dtype = autocast_dtype(device)
     autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
     loss_sum = torch.zeros((), device=device)
@@ -303,6 +316,9 @@ def _train_epoch(cfg, model, optimizer, scheduler, train_x, splits, shuffle_gen,
             continue  # a lone leftover sample breaks batch norm and adds nothing
         # index_select is ~2.5x faster than x[idx] for gathering whole rows on CPU.
         x, y = train_x.index_select(0, idx), splits.train_y.index_select(0, idx)
+        if max_shift:
+            x = shift_images(x, shifts[step * batch_size:(step + 1) * batch_size], background)
+        x = x.contiguous(memory_format=memory_format)
         with autocast:
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.trainer.label_smoothing)

@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from replearn.data import DATASETS, FILES, load_splits
 from replearn.device import resolve_device, seed_everything
 from replearn.models import build_model
-from replearn.training import _train_epoch, build_optimizer, model_kwargs
+from replearn.training import _train_epoch, build_optimizer, build_training_model, model_kwargs
 
 TARGET_RATIO = 8.0
 TARGET_MATMUL_FRACTION = 0.75
@@ -57,7 +57,7 @@ def replearn_epoch(cfg: DictConfig) -> tuple[float, int]:
     device = resolve_device(cfg.device)
     shuffle_gen = seed_everything(cfg.seed)
     splits = load_splits(cfg.data).to(device)
-    model = build_model(**model_kwargs(cfg.model)).to(device)
+    model = build_training_model(cfg, device)
     optimizer = build_optimizer(cfg.optim, model.parameters())
     train_x = splits.normalize(splits.train_x)
     start = time.perf_counter()

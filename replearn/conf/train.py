@@ -49,6 +49,10 @@ class DataConfig:
     val_size: int = 5000
     # The validation split is drawn with its own seed so every run of a sweep holds out the same images.
     split_seed: int = 0
+    # The largest translation (pixels) that keeps an image's class; a trainer that augments uses it
+    # (trainer.augment_shift, the CNN's). MNIST: 2. Fashion-MNIST: 0, because shifts of 1-2 pixels
+    # lowered the 4-epoch CNN from 91.0% to 90.4% / 88.9% test accuracy.
+    max_shift: int = 0
     # Only used by data=synthetic.
     num_train: int = 0
     num_test: int = 0
@@ -80,6 +84,8 @@ class TrainerConfig:
     schedule: str = "onecycle"
     warmup_fraction: float = 0.15
     label_smoothing: float = 0.0
+    # Translate each training image by up to this many pixels (a new draw every epoch); 0 = off.
+    augment_shift: int = 0
     # A run dir or a checkpoint.pt to continue from.
     resume: Optional[str] = None
     # Re-run even if the output dir already holds a finished run.
@@ -114,7 +120,7 @@ def register() -> None:
     cs.store(group="model", name="cnn_schema", node=CNNConfig)
     # The data options live here rather than in configs/data/*.yaml: they are three presets of
     # one schema, and a tracked folder named data/ reads as committed data.
-    cs.store(group="data", name="mnist", node=DataConfig(name="mnist"))
+    cs.store(group="data", name="mnist", node=DataConfig(name="mnist", max_shift=2))
     cs.store(group="data", name="fashion_mnist", node=DataConfig(name="fashion_mnist"))
     # A small generated 28x28, 10-class dataset a network can learn: for fast tests.
     cs.store(group="data", name="synthetic",

@@ -84,6 +84,9 @@ def validate_train(cfg: DictConfig) -> None:
     if not 0.0 <= smoothing < 1.0:
         _fail("trainer.label_smoothing", smoothing, "must be in [0, 1)")
     _at_least(cfg, "trainer.threads", 0)
+    _at_least(cfg, "trainer.augment_shift", 0)
+    if cfg.trainer.augment_shift > 8:
+        _fail("trainer.augment_shift", cfg.trainer.augment_shift, "must be at most 8 pixels: a larger shift moves digits out of the image")
     _finite(cfg, "optim.lr")
     _finite(cfg, "optim.weight_decay")
     if cfg.optim.name == "adam":
