@@ -33,6 +33,7 @@ def test_thread_count_prefers_what_the_suite_reports():
     assert thread_count({"threads": 1}) == 1
     assert thread_count({"threads": "1 torch thread (auto: other processes use 1.2 of 2 cores)"}) == 1
     assert thread_count({}) == 2
+    assert thread_count({"threads": "1, 2"}) == 2  # suite=train measures both: the busy probe takes the larger
     assert thread_count({"threads": "auto"}) == 2
 
 
