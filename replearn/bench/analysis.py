@@ -1,5 +1,6 @@
 """Per-run analysis benchmark: the full analysis of a depth-10 MLP (width 256) on 10k test images,
-then (with a ``data`` config, as from scripts/bench.py) the dissection benchmark (:mod:`replearn.bench.dissection`).
+then (with a ``data`` config, as from scripts/bench.py) the ridge probe against scikit-learn
+(:mod:`replearn.bench.ridge`) and the dissection benchmark (:mod:`replearn.bench.dissection`).
 
 Target: <= 10 s on 2 CPU cores, trained model and random-init control
 together (probes fitted on 10k training images). Weights are a fresh init
@@ -74,6 +75,16 @@ def run(cfg=None) -> dict:
         "actmax_units": analysis.actmax_units,
         "actmax_steps": analysis.actmax_steps,
     }
+    if cfg.get("data") is not None:
+        # The ridge probe against scikit-learn on the same 55k x 256 features of the real training set.
+        from replearn.bench.ridge import compare
+        from replearn.data import load_splits
+
+        torch.set_num_threads(threads)
+        try:
+            figures.update(compare(load_splits(cfg.data)))
+        finally:
+            torch.set_num_threads(previous_threads)
     if cfg.get("data") is not None and cfg.get("dissection_bench", True):
         # Dissection on real digits (concept masks of MNIST test images): its own targets.
         from replearn.bench import dissection
