@@ -379,3 +379,18 @@ def test_activation_caption_states_the_whole_layers_sparsity():
     text = activation_caption(act, [3, 2], "blocks.1", "unit", 2)
     assert "the 2 most responsive of the 4 units" in text and "50% of these inputs' activations are exactly 0" in text
     assert activation_caption(act, [0, 1, 2, 3], "head", "class logit", 2).startswith("Activations of all class logits")
+
+
+@pytest.mark.parametrize("width", [40, 700], ids=["exact", "randomized"])
+def test_torch_pca_matches_scikit_learn(width):
+    """Oracle: scikit-learn's PCA gives the same 2-D coordinates (same signs) on the same data."""
+    from sklearn.decomposition import PCA
+
+    gen = torch.Generator().manual_seed(2)
+    # Two clear axes (the plane is well defined) in a random orientation, over many small ones.
+    scales = torch.cat([torch.tensor([5.0, 3.0], dtype=torch.float64), torch.full((width - 2,), 0.1, dtype=torch.float64)])
+    rotation, _ = torch.linalg.qr(torch.randn(width, width, generator=gen, dtype=torch.float64))
+    features = (torch.randn(300, width, generator=gen, dtype=torch.float64) * scales) @ rotation
+    ours = embed_2d(features, "pca")
+    theirs = PCA(n_components=2, svd_solver="full").fit_transform(features.numpy())
+    np.testing.assert_allclose(ours, theirs, atol=1e-6 if width == 40 else 1e-3)

@@ -16,37 +16,56 @@ from replearn.viz.grid import new_figure
 METHODS = ("pca", "tsne")
 
 
+def principal_components(x: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+    """``(N, k)`` coordinates of centred float64 ``x`` (N, D) on its top-``k`` principal axes.
+
+    Exact SVD up to 512 features; above that a seeded randomized SVD (Halko et al., 10 extra
+    dimensions, 7 power iterations), as scikit-learn's PCA does at that size. Each axis is signed so
+    that its largest loading is positive (scikit-learn's convention), so results are reproducible.
+    """
+    n, d = x.shape
+    if d <= 512:
+        _, _, vh = torch.linalg.svd(x, full_matrices=False)
+        axes = vh[:k].T  # (D, k)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            _, _, v = torch.svd_lowrank(x, q=min(k + 10, n, d), niter=7)
+        axes = v[:, :k]
+    biggest = axes.abs().argmax(0)  # (k,)
+    axes = axes * torch.sign(axes[biggest, torch.arange(axes.shape[1])])
+    return x @ axes
+
+
 def embed_2d(features: torch.Tensor, method: str = "pca", seed: int = 0, tsne_iter: int = 1000) -> np.ndarray:
     """Project ``(N, ...)`` representations to ``(N, 2)`` with PCA or t-SNE (seeded, deterministic).
 
-    t-SNE first reduces to 50 PCA dimensions: it keeps the neighbourhoods and makes wide conv
+    PCA runs in torch (importing scikit-learn alone would cost more than the projection); t-SNE
+    first reduces to 50 principal components: it keeps the neighbourhoods and makes wide conv
     layers affordable.
     """
-    from sklearn.decomposition import PCA
-    from threadpoolctl import threadpool_limits
-
     if method not in METHODS:
         raise ReplearnError(f"embedding={method!r} is invalid: choose one of {', '.join(METHODS)}")
-    x = features.detach().reshape(len(features), -1).double().cpu().numpy()  # (N, D)
+    x = features.detach().reshape(len(features), -1).double().cpu()  # (N, D)
     n, d = x.shape
     if n < 3:
         raise ReplearnError(f"a 2-D embedding needs at least 3 samples, got {n}; raise embedding_samples")
     if d < 2:
-        return np.concatenate([x, np.zeros((n, 2 - d))], axis=1)
-    x = x - x.mean(axis=0)
-    # One BLAS/OpenMP thread: these pools fight torch's own threads for the same cores
-    # (a 40-point t-SNE took 10 s, a 2000x256 SVD 1.3 s instead of 0.08 s).
-    with threadpool_limits(1):
-        if method == "pca":
-            solver = "full" if d <= 512 else "randomized"
-            return PCA(n_components=2, svd_solver=solver, random_state=seed).fit_transform(x)
-        from sklearn.manifold import TSNE
+        return np.concatenate([x.numpy(), np.zeros((n, 2 - d))], axis=1)
+    x = x - x.mean(0)
+    if method == "pca":
+        return principal_components(x, 2, seed).numpy()
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
-        if d > 50:
-            x = PCA(n_components=min(50, n), svd_solver="randomized", random_state=seed).fit_transform(x)
-        perplexity = float(min(30.0, (n - 1) / 3))
+    if d > 50:
+        x = principal_components(x, min(50, n), seed)
+    perplexity = float(min(30.0, (n - 1) / 3))
+    # One BLAS/OpenMP thread: these pools fight torch's own threads for the same cores
+    # (a 40-point t-SNE took 10 s instead of well under one).
+    with threadpool_limits(1):
         return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
-                    max_iter=max(250, tsne_iter)).fit_transform(x)
+                    max_iter=max(250, tsne_iter)).fit_transform(x.numpy())
 
 
 def _class_names(labels: np.ndarray, classes: Sequence[str] | None) -> list[str]:
