@@ -87,6 +87,25 @@ def test_iou_equals_a_direct_count():
             assert float(result.iou[unit, k]) == pytest.approx(float(expected), abs=2e-3)
 
 
+def test_recorded_peaks_pick_the_same_examples_as_recomputed_maps():
+    """The dissection keeps each unit's peak per image; the examples found from them equal a fresh pass over the maps."""
+    from replearn.dissection.examples import unit_examples
+
+    concepts, ink, _ = _synthetic_concepts(n=120)
+    torch.manual_seed(0)
+    model = build_model("mlp", depth=2, width=16)
+    images = (ink[:, None].float() * 255).to(torch.uint8)
+    result = dissect_model(model, images, concepts, ["blocks.1"], _normalize, STD,
+                           DissectionSettings(grad_images=120, quantile=0.05))["blocks.1"]
+    maps = _mlp_grad_maps(model, ["blocks.1"], images, _normalize, STD)["blocks.1"]  # (N, U, 28, 28)
+    torch.testing.assert_close(result.peaks, maps.flatten(2).amax(2), rtol=1e-5, atol=1e-6)
+    units = [0, 3, 7]
+    fast = unit_examples(model, result, images, concepts, units, k=4, normalize=_normalize, std=STD)
+    result.peaks = None  # the old path: the maps computed again
+    slow = unit_examples(model, result, images, concepts, units, k=4, normalize=_normalize, std=STD)
+    assert torch.equal(fast.indices, slow.indices) and torch.equal(fast.unit_masks, slow.unit_masks)
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"norm": "batchnorm"}, {"residual": True}, {"norm": "layernorm", "activation": "gelu"}])
 def test_mlp_gradient_maps_match_autograd(kwargs):
     torch.manual_seed(0)

@@ -66,6 +66,9 @@ class LayerDissection:
     concept_levels: torch.Tensor  # (K,) int64
     iou_threshold: float
     images: int
+    # (images, U) each unit's peak (native map) on each probe image: finds its strongest images
+    # without computing the maps again (replearn.dissection.examples).
+    peaks: torch.Tensor | None = None
     best_iou: torch.Tensor = field(init=False)  # (U,)
     best_concept: torch.Tensor = field(init=False)  # (U,) index into concepts
 
@@ -176,8 +179,8 @@ def _thresholds(values: list[torch.Tensor], quantile: float) -> torch.Tensor:
 
 
 def _accumulate(maps: torch.Tensor, thresholds: torch.Tensor, concept_t: torch.Tensor,
-                size: tuple[int, int], inter: torch.Tensor, unit_area: torch.Tensor) -> None:
-    """Add one chunk's |M_u ∩ L_c| to ``inter`` (U, K) and |M_u| to ``unit_area`` (U,).
+                size: tuple[int, int], inter: torch.Tensor, unit_area: torch.Tensor) -> torch.Tensor:
+    """Add one chunk's |M_u ∩ L_c| to ``inter`` (U, K) and |M_u| to ``unit_area`` (U,); return the peaks (B, U).
 
     Only (image, unit) maps whose peak reaches the threshold can be on anywhere (bilinear upsampling
     never exceeds the peak), so only those are upsampled; the intersections are then a gather of
@@ -187,12 +190,13 @@ def _accumulate(maps: torch.Tensor, thresholds: torch.Tensor, concept_t: torch.T
     hot = peak >= thresholds  # (B, U)
     b_idx, u_idx = hot.nonzero(as_tuple=True)
     if len(b_idx) == 0:
-        return
+        return peak
     up = _upsample(maps[b_idx, u_idx], size).flatten(1)  # (S, P)
     s_idx, p_idx = (up >= thresholds[u_idx, None]).nonzero(as_tuple=True)
     units = u_idx[s_idx]
     inter.index_add_(0, units, concept_t[b_idx[s_idx], p_idx].double())
     unit_area.index_add_(0, units, torch.ones(len(units), dtype=torch.float64))
+    return peak
 
 
 def dissect_layers(source: MapSource, concept_masks, settings: DissectionSettings | None = None,
@@ -227,6 +231,7 @@ def dissect_layers(source: MapSource, concept_masks, settings: DissectionSetting
     # Pass 2: IoU accumulated over the whole probe set.
     k = masks.shape[1]
     inter, unit_area, concept_area = {}, {}, {n: torch.zeros(k, dtype=torch.float64) for n in layers}
+    peaks: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
     for start, stop, maps in source.chunks():
         chunk = masks[start:stop].flatten(2)  # (B, K, P) bool
         concept_t = chunk.transpose(1, 2).float()  # (B, P, K): one concept vector per pixel
@@ -236,7 +241,7 @@ def dissect_layers(source: MapSource, concept_masks, settings: DissectionSetting
             if name not in inter:
                 inter[name] = torch.zeros(m.shape[1], k, dtype=torch.float64)
                 unit_area[name] = torch.zeros(m.shape[1], dtype=torch.float64)
-            _accumulate(m, thresholds[name], concept_t[:b], size, inter[name], unit_area[name])
+            peaks[name].append(_accumulate(m, thresholds[name], concept_t[:b], size, inter[name], unit_area[name]))
             concept_area[name] += per_image[:b].sum(0)
         chunks.update()
     chunks.close()
@@ -246,7 +251,7 @@ def dissect_layers(source: MapSource, concept_masks, settings: DissectionSetting
         union = unit_area[name][:, None] + concept_area[name][None, :] - inter[name]
         iou = torch.where(union > 0, inter[name] / union.clamp(min=1e-12), torch.zeros_like(union))
         out[name] = LayerDissection(name, source.methods[name], iou, thresholds[name], names, levels,
-                                    settings.iou_threshold, source.count(name))
+                                    settings.iou_threshold, source.count(name), torch.cat(peaks[name]).float())
     return out
 
 

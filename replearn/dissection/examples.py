@@ -57,11 +57,15 @@ def unit_examples(model: nn.Module, dissection: LayerDissection, images: torch.T
     """The ``k`` probe images where each of ``units`` peaks highest, with its on-region and its concept's mask."""
     n = min(dissection.images, len(images))
     size = tuple(concept_masks.masks.shape[2:])
-    peaks = []
-    for start in range(0, n, 500):  # gradient maps are U x H x W per image: stream them
-        maps = _maps(model, dissection, images[start:min(start + 500, n)], normalize, std)
-        peaks.append(maps[:, units].flatten(2).amax(2))  # (B, U)
-    top = torch.cat(peaks).topk(min(k, n), dim=0).indices.T  # (U, k)
+    if dissection.peaks is not None and len(dissection.peaks) >= n:
+        peaks = dissection.peaks[:n, units]  # recorded by the dissection: no second pass over the maps
+    else:
+        parts = []
+        for start in range(0, n, 500):  # gradient maps are U x H x W per image: stream them
+            maps = _maps(model, dissection, images[start:min(start + 500, n)], normalize, std)
+            parts.append(maps[:, units].flatten(2).amax(2))  # (B, U)
+        peaks = torch.cat(parts)
+    top = peaks.topk(min(k, n), dim=0).indices.T  # (U, k)
     chosen = top.flatten()
     maps = _maps(model, dissection, images[chosen], normalize, std)  # (U*k, U_all, h, w)
     rows = torch.arange(len(chosen))
