@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from replearn.errors import ReplearnError
 
-SUITES = ("train", "viz", "analysis", "dissection", "threads", "loggers", "gpu")
+SUITES = ("train", "viz", "analysis", "dissection", "threads", "loggers", "gpu", "peers")
 
 
 def cpu_name() -> str:

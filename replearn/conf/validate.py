@@ -119,7 +119,7 @@ def validate_train(cfg: DictConfig) -> None:
 def validate_bench(cfg: DictConfig) -> None:
     """The train checks plus the benchmark's own keys."""
     validate_train(cfg)
-    _choice(cfg, "suite", ("train", "viz", "analysis", "dissection", "threads", "loggers", "gpu"))
+    _choice(cfg, "suite", ("train", "viz", "analysis", "dissection", "threads", "loggers", "gpu", "peers"))
     _at_least(cfg, "repeats", 1)
     _at_least(cfg, "baseline_batch_size", 1)
 
