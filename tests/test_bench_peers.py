@@ -47,7 +47,8 @@ def test_suite_peers_is_a_valid_choice(compose_cfg):
 def test_missing_recorders_are_skipped_and_replearn_still_measures(monkeypatch):
     _hide(monkeypatch, "captum", "captum.attr", "torchlens", "torchlens.options")
     figures = peers.recording_figures(n_images=64, depth=2, batch_size=32, libs=("replearn", "captum", "torchlens"),
-                                      memory=False)
+                                      memory=False, repeats=2)
+    assert figures["record_setup"].endswith("median of 2")
     assert figures["record_replearn_seconds"] > 0
     assert "record_replearn_matches" not in figures  # only peers are checked against replearn
     for lib in ("captum", "torchlens"):

@@ -5,7 +5,8 @@
     torchvision's ``create_feature_extractor``, Captum's ``LayerActivation`` (all layers in one
     object) and TorchLens's ``trace`` (module addresses as ``layers_to_save``). Each library first
     records 4 images untimed (lazy imports, TorchLens wrapping torch once) and those are compared with
-    replearn's (``..._matches``); TorchLens is timed last and then unwraps the torch functions it wraps.
+    replearn's (``..._matches``); then each is timed ``repeats`` times in a row (median reported).
+    TorchLens is timed last and then unwraps the torch functions it wraps.
     Peak memory: each recording again in a fresh child process, as the peak resident set (VmHWM, reset
     through /proc/self/clear_refs just before the call) minus the resident set before the call, so it
     counts the collected maps too;
@@ -19,6 +20,7 @@
     batches of 500) vs ``torch_cka.CKA`` on the same layers, images and batches; the largest difference
     between the two minibatch grids is reported;
 (d) one training epoch: ``bench.train.replearn_epoch`` vs the pytorch/examples DataLoader pipeline.
+(b)-(d) are single timed runs (their ratios are large next to the noise of a shared machine).
 Ratios are peer seconds / replearn seconds (above 1: replearn is faster). All times are measured in
 this process; only the peak memory figures come from child processes. A peer that is not installed
 or fails is reported as ``skipped: <reason>`` and the suite goes on (``pip install 'replearn[peers]'``).
@@ -33,6 +35,7 @@ import io
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -164,13 +167,13 @@ def _timed(fn: Callable) -> tuple[float, object]:
 
 
 def recording_figures(n_images: int = 10_000, depth: int = 8, batch_size: int = 1000, seed: int = 0,
-                      libs: tuple[str, ...] = RECORDERS, memory: bool = True) -> dict:
-    """(a): seconds, ratios, equality with replearn on the check images and (``memory``) peak MiB per library."""
+                      libs: tuple[str, ...] = RECORDERS, memory: bool = True, repeats: int = 1) -> dict:
+    """(a): median seconds, ratios, equality with replearn on the check images and (``memory``) peak MiB per library."""
     torch.manual_seed(seed)
     model = CNN(depth=depth).eval()
     images, source = bench_images(n_images, seed)
     figures: dict = {"record_setup": f"CNN(depth={depth}), all {len(model.layer_names())} layers, {n_images} {source} "
-                                     f"images, batch {batch_size}, eval, no grad, unpooled"}
+                                     f"images, batch {batch_size}, eval, no grad, unpooled, median of {repeats}"}
     reference = record("replearn", model, images[:CHECK_IMAGES], batch_size)
     seconds: dict[str, float] = {}
     for lib in [x for x in libs if x != "torchlens"] + [x for x in libs if x == "torchlens"]:
@@ -178,8 +181,12 @@ def recording_figures(n_images: int = 10_000, depth: int = 8, batch_size: int = 
             check = record(lib, model, images[:CHECK_IMAGES], batch_size)
             if lib != "replearn":
                 figures[f"record_{lib}_matches"] = all(torch.allclose(check[n], reference[n], atol=1e-6) for n in reference)
-            seconds[lib], acts = _timed(lambda: record(lib, model, images, batch_size))
-            del acts
+            times = []
+            for _ in range(repeats):
+                elapsed, acts = _timed(lambda: record(lib, model, images, batch_size))
+                times.append(elapsed)
+                del acts
+            seconds[lib] = statistics.median(times)
         except Exception as error:  # noqa: BLE001  (any failure of a peer is a row, never a traceback)
             figures[f"record_{lib}"] = skip_line(lib, error)
     _unwrap_torchlens()
@@ -325,7 +332,7 @@ def run(cfg) -> dict:
         torch.set_num_threads(threads)
     seed = int(cfg.get("seed", 0))
     figures: dict = {"threads": torch.get_num_threads()}
-    figures.update(recording_figures(seed=seed))
+    figures.update(recording_figures(seed=seed, repeats=max(1, int(cfg.get("repeats", 3)))))
     figures.update(actmax_figures(seed=seed))
     figures.update(cka_figures(seed=seed))
     figures.update(train_figures(cfg))
