@@ -76,8 +76,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy import ndimage as ndi
-from scipy.signal import fftconvolve
-from skimage.morphology import disk, skeletonize
+
+# scipy.signal and scikit-image are imported where masks are built: a run whose masks come from the
+# cache (replearn.dissection.concept_cache) never needs them, and they take ~0.7 s to import.
 
 from replearn.errors import ReplearnError
 
@@ -195,6 +196,8 @@ def _plane(structure2d: np.ndarray) -> np.ndarray:
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    from skimage.morphology import disk
+
     return ndi.binary_dilation(mask, structure=_plane(disk(radius))) if radius > 0 else mask
 
 
@@ -204,6 +207,8 @@ def _correlate(stack: np.ndarray, kernels: list[np.ndarray]) -> list[np.ndarray]
     The same as ``scipy.ndimage.correlate(..., mode="constant")`` per image (to float
     rounding), but through the FFT: the larger windows (up to 13x13) are many times faster.
     """
+    from scipy.signal import fftconvolve
+
     stack = np.asarray(stack, dtype=np.float32)
     return [fftconvolve(stack, np.asarray(k, np.float32)[None, ::-1, ::-1], mode="same", axes=(1, 2)) for k in kernels]
 
@@ -337,6 +342,8 @@ def _cluster_points(candidates: np.ndarray, merge_radius: int, score: np.ndarray
 
 def _analyse(x: np.ndarray) -> dict[str, np.ndarray]:
     """All level-1/2 masks and part points for float images (N, H, W) scaled to max 1."""
+    from skimage.morphology import disk, skeletonize
+
     ink = x > INK_THRESHOLD  # (N, H, W)
 
     # Level 1: edges from the smoothed image's Sobel gradient (per image: no smoothing across the stack).
