@@ -141,3 +141,15 @@ def test_run_suite_prints_every_section_and_the_machine_lines(compose_cfg, tmp_p
                 "train_examples_ratio", "load_average_1min"):
         assert key in figures and key in out
     assert figures["threads"] == 1 and (tmp_path / "bench.json").is_file()
+
+
+def test_markdown_table_shows_ratios_and_skips():
+    from replearn.bench.peers import markdown
+
+    table = markdown({"record_torchvision_ratio": 1.234, "record_torchvision_memory_ratio": 1.7,
+                      "record_captum": "skipped: captum is not installed", "train_examples_ratio": 7.4})
+    lines = table.splitlines()
+    assert lines[0].startswith("| task |") and len(lines) == 8
+    assert "| 1.23× | 1.70× |" in lines[2]
+    assert "skipped: captum is not installed" in lines[3]
+    assert lines[-1].endswith("| 7.40× | |")

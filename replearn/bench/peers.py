@@ -339,6 +339,34 @@ def run(cfg) -> dict:
     return figures
 
 
+def _ratio(figures: dict, key: str) -> str:
+    value = figures.get(key)
+    return f"{value:.2f}×" if isinstance(value, (int, float)) else "skipped"
+
+
+def markdown(figures: dict) -> str:
+    """The README's peer table (rows: task, peer, time ratio, memory ratio), from this run's figures."""
+    def skipped(peer_key: str) -> str:
+        return str(figures.get(peer_key, "skipped")).replace("|", "/")
+
+    rows = [
+        "| task | peer | peer time / replearn time | peer memory / replearn memory |",
+        "|---|---|---|---|",
+    ]
+    for lib, name in (("torchvision", "torchvision `create_feature_extractor`"), ("captum", "Captum `LayerActivation`"),
+                      ("torchlens", "TorchLens")):
+        time_ratio = _ratio(figures, f"record_{lib}_ratio")
+        rows.append(f"| record every layer of a depth-8 CNN, 10k images | {name} | "
+                    f"{time_ratio if time_ratio != 'skipped' else skipped(f'record_{lib}')} | "
+                    f"{_ratio(figures, f'record_{lib}_memory_ratio')} |")
+    rows.append(f"| act-max, per channel-step | torch-lucent (`render_vis`, 1-channel 28 px) | "
+                f"{_ratio(figures, 'actmax_lucent_ratio')} | |")
+    rows.append(f"| linear CKA, all layer pairs of a depth-10 MLP | torch_cka | {_ratio(figures, 'cka_torch_cka_ratio')} | |")
+    rows.append(f"| one MLP training epoch | pytorch/examples `DataLoader` pipeline | "
+                f"{_ratio(figures, 'train_examples_ratio')} | |")
+    return "\n".join(rows) + "\n"
+
+
 if __name__ == "__main__":
     # python -m replearn.bench.peers memory LIB N_IMAGES DEPTH BATCH SEED THREADS (the suite's child process)
     _, what, lib, n, depth, batch, seed, threads = sys.argv

@@ -68,4 +68,9 @@ def run_suite(cfg: DictConfig, output_dir: Path) -> dict:
         print(figures["busy"])
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     (Path(output_dir) / "bench.json").write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    table = getattr(module, "markdown", None)
+    if table is not None:  # a suite whose figures make a README table (suite=peers)
+        path = Path(output_dir) / "table.md"
+        path.write_text(table(figures))
+        print(f"markdown table for the README: {path}")
     return figures
