@@ -135,14 +135,14 @@ class ThreadPolicy:
     back up when it is quiet again. Every choice is reported with its reason (``describe``).
     """
 
-    def __init__(self, requested: int = 0, device: torch.device | None = None):
+    def __init__(self, requested: int = 0, device: torch.device | None = None, key: str = "trainer.threads"):
         self.requested = int(requested)
         self.auto = self.requested <= 0 and (device is None or device.type == "cpu")
         self.most = _DEFAULT_THREADS
         self.cores = len(cpu_cores())
         self.meter = CpuMeter()
         if self.requested > 0:
-            self.threads, self.reason = self.requested, f"trainer.threads={self.requested}"
+            self.threads, self.reason = self.requested, f"{key}={self.requested}"
         elif not self.auto:
             self.threads, self.reason = torch.get_num_threads(), f"torch default ({device} does the work)"
         else:
@@ -176,9 +176,10 @@ class ThreadPolicy:
         return f"threads {before} -> {self.describe()}"
 
 
-def resolve_threads(requested: int = 0, device: torch.device | None = None) -> ThreadPolicy:
-    """Set torch's CPU threads for a run (``trainer.threads``; 0 = fit the machine) and return the policy."""
-    return ThreadPolicy(requested, device)
+def resolve_threads(requested: int = 0, device: torch.device | None = None,
+                    key: str = "trainer.threads") -> ThreadPolicy:
+    """Set torch's CPU threads for a run (``key``, e.g. ``trainer.threads``; 0 = fit the machine) and return the policy."""
+    return ThreadPolicy(requested, device, key)
 
 
 # torch's own default (one thread per core), read once before any run changes it.

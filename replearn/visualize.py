@@ -30,16 +30,20 @@ def visualize_run(cfg: DictConfig, output_dir: str | os.PathLike | None = None) 
     Figures go to ``output_dir`` if given, else ``<run dir>/viz/``.
     """
     from replearn.conf.visualize import validate_visualize
-    from replearn.device import resolve_device
+    from replearn.device import resolve_device, resolve_threads
     from replearn.runs import load_run, resolve_run_dir
 
     validate_visualize(cfg)
+    device = resolve_device(cfg.device)
+    threads = resolve_threads(cfg.get("threads", 0), device, key="threads")
+    if device.type == "cpu":
+        # Two threads on a core another process is using run many times slower than one (README, Performance).
+        print(threads.describe())
     run_dir = resolve_run_dir(cfg.run, root=cfg.root)
     link = run_dir / "viz"
     if output_dir is None and link.is_symlink() and not link.resolve().is_relative_to(run_dir.resolve()):
         raise ReplearnError(f"{link} is a link to {link.resolve()}, outside the run folder; refusing to write there: "
                             "remove the link (the figures go into <run>/viz/)")
-    device = resolve_device(cfg.device)
     loaded = load_run(run_dir, device=device)
     splits = loaded.splits()
     out = Path(output_dir) if output_dir is not None else run_dir / "viz"

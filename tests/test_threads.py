@@ -67,3 +67,18 @@ def test_bench_threads_suite_is_registered(compose_cfg):
     from replearn.conf.validate import validate_bench
 
     validate_bench(compose_cfg("bench", ["suite=threads"]))
+
+
+def test_visualize_takes_its_threads_like_training(compose_cfg, tmp_path, capsys):
+    """visualize.py threads=N sets torch's threads and says so; a negative count is one line."""
+    from replearn.errors import ReplearnError
+    from replearn.visualize import visualize_run
+
+    cfg = compose_cfg("visualize", [f"run={tmp_path / 'missing'}", "threads=1"])
+    with pytest.raises(ReplearnError):  # the run does not exist: the threads are set before it is loaded
+        visualize_run(cfg)
+    assert torch.get_num_threads() == 1
+    assert "1 torch thread (threads=1)" in capsys.readouterr().out
+    bad = compose_cfg("visualize", ["run=x", "threads=-1"])
+    with pytest.raises(ReplearnError, match="threads=-1 is invalid"):
+        visualize_run(bad)

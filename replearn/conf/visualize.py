@@ -44,6 +44,9 @@ class VisualizeConfig:
     dissect: bool = True
     dissect_images: int = 2000
     device: str = "auto"
+    # Torch CPU threads; 0 = auto, as trainer.threads: the cores other processes leave free (act-max
+    # itself always runs on one).
+    threads: int = 0
     progress: bool = True
 
 
@@ -52,8 +55,8 @@ def validate_visualize(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "run") or not str(cfg.run):
         raise ReplearnError("run is missing: pass run=<run dir> (a folder written by scripts/train.py) or run=latest")
     for key, minimum in (("units", 1), ("k", 1), ("steps", 1), ("embedding_samples", 3), ("num_inputs", 1),
-                         ("dissect_images", 1)):
-        value = cfg[key]
+                         ("dissect_images", 1), ("threads", 0)):
+        value = cfg.get(key, minimum)
         if value < minimum:
             raise ReplearnError(f"{key}={value!r} is invalid: must be an integer >= {minimum}")
     if not 0 <= cfg.seed < 2**32:  # numpy/scikit-learn seeds are 32-bit
