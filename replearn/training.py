@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from replearn.augment import draw_shifts, shift_images
 from replearn.atomic import atomic_write, atomic_write_json
+from replearn.augment import draw_shifts, shift_images
 from replearn.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from replearn.data import Splits, load_splits
 from replearn.device import autocast_dtype, resolve_device, resolve_threads, seed_everything

@@ -76,22 +76,17 @@ def run(cfg=None) -> dict:
         "actmax_steps": analysis.actmax_steps,
     }
     if cfg.get("data") is not None:
-        # The ridge probe against scikit-learn on the same 55k x 256 features of the real training set.
+        # On the real digits: the ridge probe against scikit-learn on the same 55k x 256 training
+        # features, then dissection (concept masks of MNIST test images), each with its own targets.
+        from replearn.bench import dissection
         from replearn.bench.ridge import compare
         from replearn.data import load_splits
 
         torch.set_num_threads(threads)
         try:
             figures.update(compare(load_splits(cfg.data)))
-        finally:
-            torch.set_num_threads(previous_threads)
-    if cfg.get("data") is not None and cfg.get("dissection_bench", True):
-        # Dissection on real digits (concept masks of MNIST test images): its own targets.
-        from replearn.bench import dissection
-
-        torch.set_num_threads(threads)
-        try:
-            figures.update(dissection.run(cfg))
+            if cfg.get("dissection_bench", True):
+                figures.update(dissection.run(cfg))
         finally:
             torch.set_num_threads(previous_threads)
     return figures

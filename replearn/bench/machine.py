@@ -43,9 +43,9 @@ def thread_count(figures: dict) -> int:
         return reported
     if isinstance(reported, str) and reported.split(" ", 1)[0].isdigit():  # e.g. "1 torch thread (auto: ...)"
         return int(reported.split(" ", 1)[0])
-    if isinstance(reported, str) and reported.replace(",", " ").split() and all(
-            part.isdigit() for part in reported.replace(",", " ").split()):  # "1, 2": several counts measured
-        return max(int(part) for part in reported.replace(",", " ").split())
+    parts = reported.replace(",", " ").split() if isinstance(reported, str) else []
+    if parts and all(part.isdigit() for part in parts):  # "1, 2": several counts measured
+        return max(map(int, parts))
     return torch.get_num_threads()
 
 

@@ -127,8 +127,9 @@ def measure(cfg: DictConfig, threads: int) -> dict:
     torch.set_num_threads(threads)
     matmul = matmul_gflops(cfg.matmul_size)
     model = build_training_model(cfg, torch.device("cpu"))
-    probe = layer_probe(model, cfg.trainer.batch_size, memory_format=model.training_memory_format)
-    flops = probe["mflop_per_sample"] * 1e6
+    probe = lambda: layer_probe(model, cfg.trainer.batch_size, memory_format=model.training_memory_format)  # noqa: E731
+    before = probe()
+    flops = before["mflop_per_sample"] * 1e6
     ours = [replearn_epoch(cfg) for _ in range(cfg.repeats)]
     ours_seconds = statistics.median(s for s, _ in ours)
     ours_rate = ours[0][1] / ours_seconds
@@ -137,8 +138,7 @@ def measure(cfg: DictConfig, threads: int) -> dict:
     achieved = flops * ours_rate / 1e9
     # Probes before and after the loops; the median resists a noisy neighbour.
     matmul_rate = statistics.median(matmul + matmul_gflops(cfg.matmul_size))
-    probe_rate = statistics.median([probe["gflops"], layer_probe(model, cfg.trainer.batch_size,
-                                                                 memory_format=model.training_memory_format)["gflops"]])
+    probe_rate = statistics.median([before["gflops"], probe()["gflops"]])
     target = TARGET_PROBE_FRACTION[cfg.model.name]
     return {
         "replearn_epoch_seconds_median": ours_seconds,
