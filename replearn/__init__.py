@@ -38,9 +38,9 @@ _EXPORTS = {
     # looking inside
     "record_activations": "replearn.recording",
     "capture_activations": "replearn.recording",
-    "top_k_examples": "replearn.topk",
-    "top_k_for_layer": "replearn.topk",
-    "crop_receptive_fields": "replearn.topk",
+    "top_k_examples": "replearn.recording",
+    "top_k_for_layer": "replearn.recording",
+    "crop_receptive_fields": "replearn.recording",
     "maximize_activations": "replearn.actmax",
     "extract_features": "replearn.analysis",
     "ridge_probe": "replearn.analysis",
@@ -61,7 +61,7 @@ _EXPORTS = {
     "embed_2d": "replearn.viz",
     "plot_embedding": "replearn.viz",
     "plot_embeddings_by_layer": "replearn.viz",
-    "plot_training_curves": "replearn.curves",
+    "plot_training_curves": "replearn.viz",
 }
 
 __all__ = sorted(_EXPORTS)

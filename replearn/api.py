@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from omegaconf import DictConfig
 
@@ -23,7 +23,7 @@ def compose_config(config_name: str = "train", overrides: Sequence[str] | str = 
     from hydra.core.global_hydra import GlobalHydra
 
     import replearn.conf  # noqa: F401  (registers the schemas)
-    from replearn.cli import _validators, describe_config_error
+    from replearn.cli.check import _validators, describe_config_error
     from replearn.conf import CONFIG_DIR
 
     overrides = [overrides] if isinstance(overrides, str) else list(overrides)
@@ -42,14 +42,14 @@ def compose_config(config_name: str = "train", overrides: Sequence[str] | str = 
 
 
 def train(overrides: Sequence[str] | str = (), output_dir: str | os.PathLike | None = None):
-    """Train as ``python scripts/train.py <overrides>`` would; return the run, loaded (:class:`~replearn.runs.LoadedRun`).
+    """Train as ``python scripts/train.py <overrides>`` would; return the run, loaded (:class:`~replearn.runs.load.LoadedRun`).
 
     ``output_dir`` defaults to ``outputs/<date>/<time>_<model>_d<depth>`` like the script's. A folder
     that already holds a finished run is loaded, not trained again (``trainer.force=true`` re-trains).
     The run's numbers are in ``run.final`` (``final.json``) and ``run.metrics`` (``metrics.jsonl``).
     """
-    from replearn.runs import load_run
-    from replearn.training import train as run_training
+    from replearn.runs.load import load_run
+    from replearn.training.loop import train as run_training
 
     cfg = compose_config("train", overrides)
     if output_dir is None:

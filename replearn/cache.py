@@ -12,12 +12,12 @@ import hashlib
 import io
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from replearn.atomic import atomic_write
+from replearn.runs.atomic import atomic_write
 
 
 def cache_dir(sub: str = "") -> Path:

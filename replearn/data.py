@@ -57,7 +57,7 @@ class Splits:
         """uint8 pixels -> standardized float32 ((x/255 - mean) / std)."""
         return (images.float() / 255.0 - self.mean) / self.std
 
-    def to(self, device: torch.device) -> "Splits":
+    def to(self, device: torch.device) -> Splits:
         """Move every tensor to ``device`` (once, before training)."""
         moved = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")}
         return Splits(**moved, name=self.name, classes=self.classes, mean=self.mean, std=self.std)

@@ -9,9 +9,9 @@ override that forces it.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from replearn.errors import ReplearnError
 

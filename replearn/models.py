@@ -195,7 +195,7 @@ class CNN(LayeredModel):
         return torch.channels_last
 
 
-def init_weights(model: "LayeredModel", init: str, activation: str) -> None:
+def init_weights(model: LayeredModel, init: str, activation: str) -> None:
     """He-normal (fan-in) for ReLU-family nets keeps signal and gradient scale constant with depth.
 
     PyTorch's default Linear init shrinks activations by ~1/sqrt(3) per ReLU layer,

@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from replearn.cli import check_cli, hydra_output_dir, report_errors
+from replearn.cli.check import check_cli, hydra_output_dir, report_errors
 from replearn.trace import trace
 
 

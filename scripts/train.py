@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from replearn.cli import check_cli, hydra_output_dir, report_errors
-from replearn.training import train
+from replearn.cli.check import check_cli, hydra_output_dir, report_errors
+from replearn.training.loop import train
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")

@@ -7,8 +7,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from replearn.cli import check_cli, report_errors
-from replearn.visualize import visualize_run
+from replearn.cli.check import check_cli, report_errors
+from replearn.visualize.run import visualize_run
 
 
 @hydra.main(config_path="../configs", config_name="visualize", version_base="1.3")

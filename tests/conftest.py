@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -12,9 +11,7 @@ matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("REPLEARN_DATA_DIR", ROOT.parent / "shared" / "datasets")).resolve()
+from helpers import DATA_DIR  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -60,14 +57,3 @@ def mnist_root() -> Path:
             pytest.fail(f"MNIST copy missing at {DATA_DIR}; set REPLEARN_DATA_DIR")
         pytest.skip(f"no MNIST copy at {DATA_DIR} (set REPLEARN_DATA_DIR)")
     return DATA_DIR
-
-
-def run_script(script: str, *overrides: str, timeout: float = 300, cwd: Path = ROOT):
-    """Run scripts/<script> in a subprocess; return the CompletedProcess."""
-    import subprocess
-
-    env = dict(os.environ, PYTHONUNBUFFERED="1", REPLEARN_DATA_DIR=str(DATA_DIR))
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), *overrides],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-    )

@@ -145,8 +145,8 @@ def soak(out: Path, kills: int = 50, seed: int = 0, startup_share: float = 0.25,
     import torch  # noqa: F401
 
     import replearn.analysis.run  # noqa: F401
-    import replearn.cli  # noqa: F401
-    import replearn.training  # noqa: F401
+    import replearn.cli.check  # noqa: F401
+    import replearn.training.loop  # noqa: F401
 
     rng = random.Random(seed)
     ref = out / "reference"

@@ -11,7 +11,7 @@ import pytest
 import replearn
 from replearn.errors import ReplearnError
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "analysis.md"  # holds the "Use it from Python" snippet
 
 
 def test_import_is_cheap_and_dir_lists_the_api():
@@ -53,7 +53,7 @@ def test_readme_snippet_runs(tmp_path, monkeypatch, mnist_root):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("REPLEARN_DATA_DIR", str(mnist_root))
     namespace: dict = {}
-    exec(compile(readme_snippet(), "README.md", "exec"), namespace)
+    exec(compile(readme_snippet(), "docs/analysis.md", "exec"), namespace)
     run = namespace["run"]
     assert (run.run_dir / "final.json").is_file() and run.final["status"] == "ok"
     assert len(run.metrics) == 1

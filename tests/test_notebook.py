@@ -1,6 +1,5 @@
 """examples/course.ipynb runs top to bottom (small settings) within the issue's 3-minute budget."""
 
-import os
 import time
 from pathlib import Path
 

@@ -6,8 +6,8 @@ from importlib.resources import files
 import pytest
 
 from replearn.errors import ReplearnError
-from replearn.report.render import Figure, Section, Table, render_html
-from replearn.viz.page import PageFigure, PageSection, write_page
+from replearn.page import Figure, Section, Table, render_html
+from replearn.visualize.page import PageFigure, PageSection, write_page
 
 
 def _head(text: str) -> str:

@@ -15,17 +15,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import FAST, run_script, snapshot
 
-from replearn.checkpoint import load_checkpoint
-from replearn.cli import check_config, quote_path_overrides, with_resumed_overrides
+from replearn.cli.check import check_config, quote_path_overrides, with_resumed_overrides
 from replearn.errors import ReplearnError
 from replearn.report.collect import collect_runs, expected_grid
-from replearn.runs import load_run
+from replearn.runs.checkpoint import load_checkpoint
+from replearn.runs.load import load_run
 from replearn.trace import load_network
-from replearn.training import train
-
-from conftest import run_script
-from test_resume import FAST, _snapshot
+from replearn.training.loop import train
 
 
 def _assert_one_line(proc):
@@ -82,8 +80,9 @@ def test_resource_guard_is_fast_and_can_be_forced():
     assert time.perf_counter() - start < 10  # composition dominates; the estimate itself is arithmetic
     check_config("train", ["depth=1000000", "trainer.force_resources=true"])  # the override is honoured
 
-    from replearn.guards import check_training
     from omegaconf import OmegaConf
+
+    from replearn.guards import check_training
 
     cfg = OmegaConf.create({"model": {"name": "mlp", "depth": 10**6, "width": 256, "norm": "none"},
                             "trainer": {"batch_size": 512, "eval_batch_size": 2000, "force_resources": False},
@@ -174,7 +173,7 @@ def test_valid_idx_files_of_another_image_size_are_one_line(compose_cfg, tmp_pat
 
 
 def test_full_disk_is_one_line_naming_the_resume(compose_cfg, tmp_path, monkeypatch):
-    import replearn.training as training
+    import replearn.training.loop as training
 
     real_save = training.save_checkpoint
 
@@ -237,10 +236,10 @@ def test_unreadable_runs_are_failed_with_reasons_and_the_report_builds(tmp_path)
     assert "final.json" in records[2].error and "list" in records[3].error
     assert "config.yaml" in records[4].error and "depth None" in records[6].error
     assert "exploded" in records[8].error
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     cfg = OmegaConf.create({"sweep": str(tmp_path), "root": str(tmp_path), "cross_cka_images": 0, "progress": False})
     assert compare_depth(cfg).is_file()
-    after = {k: v for k, v in _snapshot(tmp_path).items() if not k.startswith("depth_report/")}
+    after = {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("depth_report/")}
     assert after == before  # the report reads; it changes no run
 
 
@@ -288,11 +287,11 @@ def test_trace_script_refuses_a_stored_config_too_big(sweep_run, tmp_path):
 
 @pytest.mark.slow
 def test_train_script_resume_refusals_touch_nothing(sweep_run, tmp_path):
-    before = _snapshot(sweep_run)
+    before = snapshot(sweep_run)
     line = _assert_one_line(run_script("train.py", f"trainer.resume={sweep_run}", "optim=sgd", *FAST[:-2],
                                        f"hydra.run.dir={tmp_path}/r"))
     assert "optim.name" in line
-    assert _snapshot(sweep_run) == before
+    assert snapshot(sweep_run) == before
     assert not (tmp_path / "r").exists()  # the folder of a failed start is not left behind
 
 
@@ -316,7 +315,7 @@ def test_read_only_folders_are_one_line(sweep_run, tmp_path, what):
         os.chmod(target, 0o555)
     elif not _immutable(target):
         pytest.skip("cannot make a folder read-only here")
-    before = _snapshot(target)
+    before = snapshot(target)
     try:
         if what == "sweep":
             proc = run_script("train.py", "-m", "experiment=depth_smoke", f"hydra.sweep.dir={target}")
@@ -329,7 +328,7 @@ def test_read_only_folders_are_one_line(sweep_run, tmp_path, what):
     finally:
         subprocess.run(["chattr", "-i", str(target)], capture_output=True)
         os.chmod(target, 0o755)
-    assert "writ" in line and _snapshot(target) == before
+    assert "writ" in line and snapshot(target) == before
 
 
 @pytest.mark.parametrize("damage", [b"\xff\xfe\x00binary", None])

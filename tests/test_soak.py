@@ -5,8 +5,7 @@ import subprocess
 import sys
 
 import pytest
-
-from conftest import DATA_DIR, ROOT
+from helpers import DATA_DIR, ROOT
 
 
 @pytest.mark.slow

@@ -72,7 +72,7 @@ def test_bench_threads_suite_is_registered(compose_cfg):
 def test_visualize_takes_its_threads_like_training(compose_cfg, tmp_path, capsys):
     """visualize.py threads=N sets torch's threads and says so; a negative count is one line."""
     from replearn.errors import ReplearnError
-    from replearn.visualize import visualize_run
+    from replearn.visualize.run import visualize_run
 
     cfg = compose_cfg("visualize", [f"run={tmp_path / 'missing'}", "threads=1"])
     with pytest.raises(ReplearnError):  # the run does not exist: the threads are set before it is loaded

@@ -8,7 +8,10 @@ re-exported for the report builder and notebooks.
 
 from replearn.analysis.cka import CentredLayers, MinibatchCKA, cka_matrix, cross_model_cka, linear_cka, minibatch_cka
 from replearn.analysis.complexity import (
-    class_selectivity, effective_receptive_field, participation_ratio, spectral_centroid,
+    class_selectivity,
+    effective_receptive_field,
+    participation_ratio,
+    spectral_centroid,
 )
 from replearn.analysis.features import extract_features, load_features, random_projection, save_features
 from replearn.analysis.probes import logistic_probe, probe_layers, ridge_probe

@@ -72,7 +72,7 @@ class _Centred:
         gram = self.xc.T @ self.xc if d <= n else self.xc @ self.xc.T
         self.norm = float(torch.linalg.matrix_norm(gram.double())) if fro > 0 else 0.0
 
-    def cka(self, other: "_Centred") -> float:
+    def cka(self, other: _Centred) -> float:
         if self.norm == 0.0 or other.norm == 0.0:
             return 0.0
         cross = float((other.xc.T @ self.xc).double().square().sum())
@@ -106,7 +106,7 @@ class CentredLayers:
         # Unit-Frobenius features: tr(C) = 1, so (sum λ)^2 / sum λ^2 = 1 / ||C||_F^2.
         return {k: (1.0 / c.norm**2 if c.norm > 0 else 0.0) for k, c in self.cache.items()}
 
-    def paired(self, other: "CentredLayers") -> dict[str, float]:
+    def paired(self, other: CentredLayers) -> dict[str, float]:
         return {k: self.cache[k].cka(other.cache[k]) for k in self.names if k in other.cache}
 
 

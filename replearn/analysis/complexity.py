@@ -17,8 +17,10 @@ import math
 import torch
 from torch import nn
 
+from replearn.actmax.ascent import maximize_activations
+from replearn.actmax.spectrum import spectral_centroid
 from replearn.errors import ReplearnError
-from replearn.recording import forward_until
+from replearn.recording.hooks import forward_until
 
 
 def _mass_extent(grad_map: torch.Tensor, mass: float) -> tuple[float, float]:
@@ -117,25 +119,6 @@ def participation_ratio(feats: torch.Tensor) -> float:
     return float(torch.trace(c)) ** 2 / fro2 if fro2 > 0 else 0.0
 
 
-def spectral_centroid(images: torch.Tensor) -> torch.Tensor:
-    """Radial spectral centroid (cycles/pixel, 0 to ~0.71) of each image in (U, C, H, W); NaN if flat.
-
-    Each image's mean is removed, the power spectrum is summed over
-    channels, and the centroid is sum(f * P) / sum(P) with f = |(fy, fx)|.
-    """
-    if images.dim() != 4:
-        raise ReplearnError(f"spectral_centroid needs (U, C, H, W) images, got shape {tuple(images.shape)}")
-    x = images.detach().to(torch.float64)
-    x = x - x.mean((2, 3), keepdim=True)
-    power = torch.fft.fft2(x).abs().square().sum(1)  # (U, H, W)
-    fy = torch.fft.fftfreq(x.shape[2], dtype=torch.float64)
-    fx = torch.fft.fftfreq(x.shape[3], dtype=torch.float64)
-    radius = (fy[:, None] ** 2 + fx[None, :] ** 2).sqrt()  # (H, W)
-    total = power.sum((1, 2))
-    weighted = (power * radius).sum((1, 2))
-    return torch.where(total > 0, weighted / total.clamp(min=1e-300), torch.full_like(total, float("nan")))
-
-
 def actmax_centroid(
     model: nn.Module, layer: str, units: list[int], steps: int, seed: int = 0, mean: float = 0.1307, std: float = 0.3081
 ) -> float:
@@ -144,8 +127,6 @@ def actmax_centroid(
     ``mean``/``std`` are the dataset's normalization (they bound the valid pixel range).
     NaN when the ascent diverges or every image stays flat (e.g. dead units).
     """
-    from replearn.actmax import maximize_activations
-
     try:
         result = maximize_activations(model, layer, units=units, steps=steps, seed=seed, progress=False, mean=mean, std=std)
     except ReplearnError:

@@ -7,14 +7,14 @@ evaluation images per model. Rows are images, in input order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
 from replearn.errors import ReplearnError
-from replearn.recording import capture_activations
+from replearn.recording.hooks import capture_activations
 
 INPUT, LOGITS = "input", "logits"
 

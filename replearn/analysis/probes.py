@@ -122,7 +122,7 @@ def ridge_probe(
 def _block_accuracy(x: torch.Tensor, labels: torch.Tensor, w: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
     """Accuracy per block of ``k`` target columns: ``labels`` (S, n) against argmax of each block; (S,)."""
     scores = (x @ w.float() + b.float()).view(x.shape[0], -1, k)  # (n, S, k)
-    return (scores.argmax(2).T == labels).double().mean(1)
+    return (labels == scores.argmax(2).T).double().mean(1)
 
 
 def shuffled_ridge_probe(

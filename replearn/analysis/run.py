@@ -23,15 +23,18 @@ from torch import nn
 
 from replearn.analysis.cka import CentredLayers, MinibatchCKA
 from replearn.analysis.complexity import (
-    actmax_centroid, class_selectivity, effective_receptive_field, nanmean,
+    actmax_centroid,
+    class_selectivity,
+    effective_receptive_field,
+    nanmean,
 )
 from replearn.analysis.features import INPUT, LOGITS, extract_features, layer_positions
 from replearn.analysis.probes import probe_layers, shuffled_ridge_probe
 from replearn.analysis.trainability import dead_unit_fraction, gradient_norms, layer_weights
 from replearn.conf.analysis import AnalysisConfig, validate_analysis
-from replearn.atomic import atomic_write_json
 from replearn.device import single_thread
 from replearn.errors import ReplearnError
+from replearn.runs.atomic import atomic_write_json
 
 ANALYSIS_NAME = "analysis.json"
 
@@ -71,7 +74,7 @@ def _dead_fractions(model, feats: dict, images, normalize, batch_size: int) -> d
         else:
             out[name] = dead_unit_fraction(feats[name])
     if residual:
-        from replearn.recording import capture_activations
+        from replearn.recording.hooks import capture_activations
 
         relu = capture_activations(model, images, layers=[f"{n}.act" for n in residual], batch_size=batch_size,
                                    pool="max", normalize=normalize)
@@ -82,7 +85,7 @@ def _dead_fractions(model, feats: dict, images, normalize, batch_size: int) -> d
 
 def _minibatch_cka_grid(model, images, normalize, cfg: AnalysisConfig) -> torch.Tensor:
     """Within-model CKA on unpooled maps, streamed (unbiased minibatch HSIC)."""
-    from replearn.recording import capture_activations
+    from replearn.recording.hooks import capture_activations
 
     acc = MinibatchCKA()
     b = cfg.cka_batch_size
@@ -346,7 +349,7 @@ def random_init_control(model_cfg, seed: int) -> nn.Module:
 
 def analyze_run(run_dir: str | os.PathLike, cfg=None, write: bool = True) -> dict:
     """Analyse a run folder (trained model + its random-init control); writes ``<run>/analysis.json``."""
-    from replearn.runs import load_run
+    from replearn.runs.load import load_run
 
     cfg = as_analysis_config(cfg)
     run = load_run(run_dir, device=cfg.device)

@@ -2,7 +2,7 @@
 
 On a CUDA device (bf16 autocast, as every run there uses):
 (a) the MLP default (``depth=5``) and the CNN default (``model=cnn depth=4``) trained by
-    :func:`replearn.training.train` itself into a temporary folder: samples/s per epoch, and for
+    :func:`replearn.training.loop.train` itself into a temporary folder: samples/s per epoch, and for
     the CNN the first epoch whose validation accuracy reaches 0.99 with the training seconds until
     then (from metrics.jsonl; test accuracy exists only at the end, so per epoch it is val);
 (b) recording every layer of a random-init CNN(depth=8) over 10k test images (fp32, as recording runs);
@@ -72,7 +72,7 @@ def epochs_to(metrics: list[dict], accuracy: float = ACCURACY) -> tuple[int | No
 
 def _train(cfg: DictConfig) -> dict:
     """Train ``cfg`` into a temporary folder; return its final.json, metrics rows and wall seconds."""
-    from replearn.training import train
+    from replearn.training.loop import train
 
     with tempfile.TemporaryDirectory(prefix="replearn-gpu-") as folder:
         start = time.perf_counter()
@@ -120,10 +120,10 @@ def _timed(fn, device: torch.device) -> tuple[float, object]:
 
 def record_and_actmax(device: torch.device, seed: int = 0, n_images: int = 10_000, steps: int = 256) -> dict:
     """Time (b) and (c) on ``device`` (the sizes are parameters so the tests can run them small on CPU)."""
-    from replearn.actmax import maximize_activations
+    from replearn.actmax.ascent import maximize_activations
     from replearn.bench.viz import MNIST_MEAN, MNIST_STD, bench_images
     from replearn.models import CNN
-    from replearn.recording import capture_activations
+    from replearn.recording.hooks import capture_activations
 
     figures: dict = {}
     images, source = bench_images(n_images, seed)

@@ -16,14 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from replearn.bench.train import replearn_epoch
 from replearn.data import load_splits
 from replearn.device import resolve_threads
 from replearn.models import build_model
-from replearn.training import model_kwargs
+from replearn.training.loop import model_kwargs
 
 TARGET_FRACTION = 0.05
 
@@ -40,7 +39,7 @@ def import_seconds(repeats: int = 3) -> float:
 
 def run(cfg: DictConfig) -> dict:
     """Measure the parts; return seconds and the overhead fraction for a run of ``trainer.epochs`` epochs."""
-    from replearn.loggers import TensorBoardLogger
+    from replearn.training.loggers import TensorBoardLogger
 
     resolve_threads(cfg.trainer.threads)
     epoch_seconds, _ = replearn_epoch(cfg)

@@ -18,8 +18,8 @@ import os
 
 import torch
 
-from replearn.atomic import atomic_write_json
 from replearn.cache import cache_dir
+from replearn.runs.atomic import atomic_write_json
 
 BUSY_LINE = "machine busy: figures not representative"
 #: A probe below this fraction of the quiet reference marks the machine busy.

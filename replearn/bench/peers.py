@@ -40,14 +40,14 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from replearn.bench.viz import MNIST_MEAN, MNIST_STD, bench_images
 from replearn.models import CNN, MLP
-from replearn.recording import capture_activations
+from replearn.recording.hooks import capture_activations
 
 RECORDERS = ("replearn", "torchvision", "captum", "torchlens")
 PEER_MODULES = {"torchvision": "torchvision.models.feature_extraction", "captum": "captum.attr",
@@ -224,7 +224,7 @@ def lucent_actmax(model: torch.nn.Module, layer: str, channels: list[int], steps
 
 def actmax_figures(steps: int = 256, lucent_channels: int = 4, lucent_steps: int = 64, seed: int = 0) -> dict:
     """(b): per channel-step milliseconds of replearn (all channels at once) and Lucent (one channel per call)."""
-    from replearn.actmax import maximize_activations
+    from replearn.actmax.ascent import maximize_activations
 
     torch.manual_seed(seed)
     model, layer = CNN(depth=4).eval(), "blocks.1"

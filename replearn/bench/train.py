@@ -28,7 +28,7 @@ from replearn.bench.probe import layer_probe
 from replearn.data import DATASETS, FILES, load_splits
 from replearn.device import resolve_device, seed_everything
 from replearn.models import build_model
-from replearn.training import _train_epoch, build_optimizer, build_training_model, model_kwargs
+from replearn.training.loop import _train_epoch, build_optimizer, build_training_model, model_kwargs
 
 TARGET_RATIO = 8.0
 #: An epoch's rate as a share of the same-shape layer probe (replearn.bench.probe): issue 12's targets.

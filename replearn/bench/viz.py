@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from replearn.actmax import maximize_activations
+from replearn.actmax.ascent import maximize_activations
 from replearn.models import CNN
-from replearn.recording import capture_activations
+from replearn.recording.hooks import capture_activations
 
 TARGET_ACTMAX_SECONDS = 30.0
 TARGET_CAPTURE_SECONDS = 10.0
@@ -62,8 +62,8 @@ def train_images(seed: int = 0) -> tuple[torch.Tensor, str]:
 
 def bench_prior(seed: int = 0) -> dict:
     """Time (c), (d) and (e): fitting the prior, 10 class prototypes and 64 channels with it."""
-    from replearn.priors import fit_prior
-    from replearn.prototypes import DEFAULT_WEIGHTS
+    from replearn.actmax.choice import DEFAULT_WEIGHTS
+    from replearn.actmax.priors import fit_prior
 
     images, source = train_images(seed)
     start = time.perf_counter()

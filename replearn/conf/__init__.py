@@ -10,10 +10,5 @@ _CHECKOUT = Path(__file__).resolve().parents[2] / "configs"
 #: Absolute path of the project's ``configs/`` directory.
 CONFIG_DIR = _PACKAGED if (_PACKAGED / "train.yaml").is_file() else _CHECKOUT
 
-from replearn.conf import logger  # noqa: E402,F401  (registers on import)
-from replearn.conf import train  # noqa: E402,F401
-from replearn.conf import bench  # noqa: E402,F401
-from replearn.conf import trace  # noqa: E402,F401
-from replearn.conf import analysis  # noqa: E402,F401
-from replearn.conf import visualize  # noqa: E402,F401
-from replearn.conf import compare_depth  # noqa: E402,F401
+# Importing the schema modules registers them in Hydra's ConfigStore (after CONFIG_DIR: they may read it).
+from replearn.conf import analysis, bench, compare_depth, logger, trace, train, visualize  # noqa: E402,F401

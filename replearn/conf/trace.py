@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -11,9 +10,9 @@ from hydra.core.config_store import ConfigStore
 @dataclass
 class TraceConfig:
     # A YAML network file; default: configs/networks/course_example.yaml.
-    network: Optional[str] = None
+    network: str | None = None
     # A run folder (or "latest") to trace one test image through a trained model instead.
-    run: Optional[str] = None
+    run: str | None = None
     image_index: int = 0
     top_units: int = 5
     draw: bool = True

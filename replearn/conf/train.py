@@ -8,7 +8,7 @@ before any work starts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING
@@ -87,7 +87,7 @@ class TrainerConfig:
     # Translate each training image by up to this many pixels (a new draw every epoch); 0 = off.
     augment_shift: int = 0
     # A run dir or a checkpoint.pt to continue from.
-    resume: Optional[str] = None
+    resume: str | None = None
     # Re-run even if the output dir already holds a finished run.
     force: bool = False
     # Train even if the memory estimate (parameters + activations, replearn.guards) exceeds what is free.

@@ -11,7 +11,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from replearn.errors import ReplearnError
 
 EMBEDDINGS = ("pca", "tsne")
-# Kept equal to replearn.prototypes.PRIOR_CHOICES (a test checks); not imported, so the schema stays torch-free.
+# Kept equal to replearn.actmax.choice.PRIOR_CHOICES (a test checks); not imported, so the schema stays torch-free.
 PRIORS = ("auto", "pixel", "fourier", "pca", "gaussian", "gmm")
 
 

@@ -79,7 +79,6 @@ from scipy import ndimage as ndi
 
 # scipy.signal and scikit-image are imported where masks are built: a run whose masks come from the
 # cache (replearn.dissection.concept_cache) never needs them, and they take ~0.7 s to import.
-
 from replearn.errors import ReplearnError
 
 LEVELS = {1: "edges & strokes", 2: "parts & shapes", 3: "digits"}
@@ -160,7 +159,7 @@ class ConceptMasks:
     def __len__(self) -> int:
         return self.masks.shape[0]
 
-    def subset(self, index) -> "ConceptMasks":
+    def subset(self, index) -> ConceptMasks:
         """The masks of some images (any index a tensor accepts on its first axis)."""
         masks = self.masks[index]
         if masks.dim() == 3:  # an integer index keeps the image axis

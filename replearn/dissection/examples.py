@@ -14,7 +14,7 @@ from torch import nn
 
 from replearn.dissection.dissect import LayerDissection, _upsample
 from replearn.dissection.maps import grad_x_input_maps
-from replearn.recording import capture_activations
+from replearn.recording.hooks import capture_activations
 
 
 @dataclass

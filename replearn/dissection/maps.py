@@ -19,14 +19,14 @@ linear in depth; other vector layers (a CNN head) use one backward pass per unit
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
 from torch.func import jvp, vmap
 
 from replearn.errors import ReplearnError
-from replearn.recording import capture_activations, forward_until, model_device
+from replearn.recording.hooks import capture_activations, forward_until, model_device
 
 METHODS = ("auto", "activation", "grad_x_input")
 

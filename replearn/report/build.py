@@ -12,17 +12,21 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from replearn.atomic import atomic_write
-from replearn.report.claims import sweep_claims
 from replearn.errors import ReplearnError
+from replearn.report.claims import sweep_claims
 from replearn.report.collect import RunRecord, as_row, collect_runs, resolve_sweep_dir
 from replearn.report.layers import METRIC_BY_KEY, Cell, Metric, analysed_cells, layer_rows
 from replearn.report.page import write_report
 from replearn.report.plots import (
-    grid_figure, plot_accuracy_vs_depth, plot_cka_heatmap, plot_curves_by_depth, plot_layer_profiles,
+    grid_figure,
+    plot_accuracy_vs_depth,
+    plot_cka_heatmap,
+    plot_curves_by_depth,
+    plot_layer_profiles,
     plot_level_fractions,
 )
 from replearn.report.stats import mean_ci95, nanmean
+from replearn.runs.atomic import atomic_write
 
 DECODABILITY, DISSECTION, ARCHITECTURE = ("Class decodability", "Dissection: what the units detect",
                                           "Architecture-dominated measures")
@@ -266,7 +270,7 @@ def _cross_depth_cka(variants: dict[str, list[RunRecord]], out: Path, cfg: DictC
 
     from replearn.analysis.cka import cross_model_cka
     from replearn.analysis.features import extract_features
-    from replearn.runs import load_run
+    from replearn.runs.load import load_run
 
     pairs = []
     for variant, runs in variants.items():

@@ -1,14 +1,14 @@
-"""summary.md and index.html of the depth report: the same sections, rendered by replearn.report.render."""
+"""summary.md and index.html of the depth report: the same sections, rendered by replearn.page."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+from replearn.page import Figure, Section, Table, render_html, render_markdown
 from replearn.report.claims import LEVELS, Claim, format_interval
 from replearn.report.collect import RunRecord
 from replearn.report.layers import GROUPS, METRIC_BY_KEY, rows_by_metric
-from replearn.report.render import Figure, Section, Table, render_html, render_markdown
 
 CSV_NOTE = (
     "summary.csv is the per-layer table in long format, one row per variant × depth × layer × metric "

@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 
 from replearn.trace.draw import draw_network
 from replearn.trace.model_trace import format_model_trace, plot_model_trace, trace_model
-from replearn.trace.network import forward_trace, format_trace, load_network
+from replearn.trace.network import format_trace, forward_trace, load_network
 
 __all__ = ["trace", "draw_network", "forward_trace", "format_trace", "load_network", "trace_model",
            "format_model_trace", "plot_model_trace"]
@@ -40,7 +40,7 @@ def trace(cfg: DictConfig, output_dir: str | Path) -> str:
 
 def _trace_run(cfg: DictConfig):
     from replearn.errors import ReplearnError
-    from replearn.runs import load_run, resolve_run_dir
+    from replearn.runs.load import load_run, resolve_run_dir
 
     run = load_run(resolve_run_dir(cfg.run))
     splits = run.splits()

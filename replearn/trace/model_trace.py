@@ -8,7 +8,7 @@ import torch
 from matplotlib.figure import Figure
 
 from replearn.models import LayeredModel
-from replearn.recording import record_activations
+from replearn.recording.hooks import record_activations
 
 
 @dataclass

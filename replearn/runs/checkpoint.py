@@ -1,0 +1,48 @@
+"""Checkpoints: written atomically, loaded with ``weights_only=True`` (never runs code from the file)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from replearn.errors import ReplearnError
+from replearn.runs.atomic import atomic_write
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write ``state`` atomically: a crash mid-write leaves the previous checkpoint intact."""
+    atomic_write(path, lambda handle: torch.save(state, handle), binary=True)
+
+
+def checkpoint_path(spec: str | os.PathLike) -> Path:
+    """A checkpoint file from a run folder or a checkpoint path."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise ReplearnError(f"no checkpoint at {path}; pass a run folder written by scripts/train.py or its {CHECKPOINT_NAME}")
+    return path
+
+
+def load_checkpoint(spec: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely (tensors and plain containers only)."""
+    path = checkpoint_path(spec)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        text = str(exc)
+        # torch's own messages here suggest weights_only=False, i.e. running code from the file: never repeat them.
+        if "Unsupported global" in text or "Unsupported class" in text:
+            reason = ("it holds objects other than tensors and plain containers, which are refused because loading "
+                      "them could run code")
+        elif "weights_only" in text or "Weights only load failed" in text:
+            reason = "it is not a readable tensor file"
+        else:
+            reason = text.splitlines()[0] if text else type(exc).__name__
+        raise ReplearnError(f"cannot load {path}: {reason}; the file is corrupt or not a replearn checkpoint: "
+                            "use a run folder written by scripts/train.py") from None
