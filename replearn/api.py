@@ -11,7 +11,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from replearn.errors import ReplearnError
+from replearn.conf.compose import compose, validate_config
+from replearn.runs.layout import read_metrics
+from replearn.runs.load import load_run
+from replearn.training.loop import train as run_training
 
 
 def compose_config(config_name: str = "train", overrides: Sequence[str] | str = ()) -> DictConfig:
@@ -19,25 +22,8 @@ def compose_config(config_name: str = "train", overrides: Sequence[str] | str = 
 
     Checked like on the command line: a typo or bad value raises ReplearnError with one line.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    import replearn.conf  # noqa: F401  (registers the schemas)
-    from replearn.cli.check import _validators, describe_config_error
-    from replearn.conf import CONFIG_DIR
-
-    overrides = [overrides] if isinstance(overrides, str) else list(overrides)
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name, overrides=overrides)
-    except Exception as exc:  # Hydra's composition errors are long; say it in one line
-        raise ReplearnError(describe_config_error(exc)) from None
-    finally:
-        GlobalHydra.instance().clear()
-    validate = _validators().get(config_name)
-    if validate is not None:
-        validate(cfg)
+    cfg = compose(config_name, [overrides] if isinstance(overrides, str) else overrides)
+    validate_config(config_name, cfg)
     return cfg
 
 
@@ -48,21 +34,11 @@ def train(overrides: Sequence[str] | str = (), output_dir: str | os.PathLike | N
     that already holds a finished run is loaded, not trained again (``trainer.force=true`` re-trains).
     The run's numbers are in ``run.final`` (``final.json``) and ``run.metrics`` (``metrics.jsonl``).
     """
-    from replearn.runs.load import load_run
-    from replearn.training.loop import train as run_training
-
     cfg = compose_config("train", overrides)
     if output_dir is None:
         output_dir = Path("outputs") / time.strftime("%Y-%m-%d") / f"{time.strftime('%H-%M-%S')}_{cfg.model.name}_d{cfg.depth}"
     final = run_training(cfg, output_dir)
     run = load_run(Path(output_dir))
     run.final = final
-    run.metrics = _read_metrics(Path(output_dir))
+    run.metrics = read_metrics(output_dir)
     return run
-
-
-def _read_metrics(run_dir: Path) -> list[dict]:
-    import json
-
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []

@@ -63,7 +63,8 @@ def cached(sub: str, key: str, build: Callable[[], dict], validate: Callable[[di
                 validate(payload)
             return payload
         except Exception as exc:  # noqa: BLE001 -- any unreadable cache entry is rebuilt, never trusted
-            _warn(f"cache file {path} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); rebuilding it")
+            reason = str(exc).splitlines()[0] if str(exc) else ""
+            _warn(f"cache file {path} is unreadable ({type(exc).__name__}: {reason}); rebuilding it")
     payload = build()
     if use_cache:
         try:

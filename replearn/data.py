@@ -120,7 +120,7 @@ def _missing_message(name: str, raw_dir: Path, reason: str) -> str:
 
 
 def _download(name: str, root: Path, raw_dir: Path) -> None:
-    import torchvision.datasets as tvd
+    import torchvision.datasets as tvd  # lazy: torchvision (~0.5 s) is only needed to download
 
     dataset_cls = getattr(tvd, DATASETS[name][0])
     try:
@@ -134,7 +134,7 @@ def _download(name: str, root: Path, raw_dir: Path) -> None:
 def load_raw(name: str, root: str | os.PathLike, download: bool = False) -> dict[str, torch.Tensor]:
     """The four tensors of an MNIST-family dataset under ``root`` in torchvision's layout."""
     if name not in DATASETS:
-        raise ReplearnError(f"data.name={name!r} is invalid: choose one of {', '.join(DATASETS)} or synthetic")
+        raise ReplearnError(f"data.name={name!r} is invalid: choose one of {', '.join(DATASETS)}, synthetic or shapes")
     root = Path(root).expanduser()
     raw_dir = root / DATASETS[name][0] / "raw"
     paths = {key: _find(raw_dir, stem) for key, stem in FILES.items()}
@@ -209,6 +209,12 @@ def load_splits(data_cfg) -> Splits:
     name = data_cfg.name
     if name == "synthetic":
         return make_synthetic(data_cfg.num_train, data_cfg.num_test, data_cfg.split_seed, data_cfg.val_size)
+    if name == "shapes":  # generated (replearn.shapes), cached per user
+        from replearn.shapes.cache import load_shapes  # lazy: only shapes runs need the generator
+
+        t = load_shapes(data_cfg)
+        return Splits(t["train_x"], t["train_y"], t["val_x"], t["val_y"], t["test_x"], t["test_y"],
+                      name="shapes", classes=t["classes"], mean=t["mean"], std=t["std"])
     raw = load_raw(name, data_cfg.root, download=data_cfg.download)
     train_x, train_y, val_x, val_y = split_validation(
         raw["train_images"], raw["train_labels"], data_cfg.val_size, data_cfg.split_seed

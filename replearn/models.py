@@ -12,8 +12,11 @@ visualization:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
@@ -231,6 +234,18 @@ def build_model(name: str, **kwargs) -> LayeredModel:
     """Construct a model by its config name (``mlp`` or ``cnn``)."""
     _check_choice("model", name, tuple(MODELS))
     return MODELS[name](**kwargs)
+
+
+def model_kwargs(model_cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """A ``model`` config section as ``build_model`` arguments: config keys equal constructor arguments."""
+    if isinstance(model_cfg, DictConfig):
+        return OmegaConf.to_container(model_cfg, resolve=True)  # type: ignore[return-value]
+    return dict(model_cfg)
+
+
+def build_model_from_config(model_cfg: DictConfig | Mapping[str, Any]) -> LayeredModel:
+    """The model a run's ``model`` config section describes (``name`` picks the class), freshly initialised."""
+    return build_model(**model_kwargs(model_cfg))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -4,7 +4,9 @@ import hydra
 from omegaconf import DictConfig
 
 from replearn.bench.report import run_suite
-from replearn.cli.check import check_cli, hydra_output_dir, report_errors
+from replearn.cli.check import check_cli
+from replearn.cli.errors import report_errors
+from replearn.cli.job import hydra_output_dir
 
 
 @hydra.main(config_path="../configs", config_name="bench", version_base="1.3")

@@ -3,7 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from replearn.cli.check import check_cli, report_errors
+from replearn.cli.check import check_cli
+from replearn.cli.errors import report_errors
 from replearn.report.build import compare_depth
 
 

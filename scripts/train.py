@@ -3,7 +3,9 @@
 import hydra
 from omegaconf import DictConfig
 
-from replearn.cli.check import check_cli, hydra_output_dir, report_errors
+from replearn.cli.check import check_cli
+from replearn.cli.errors import report_errors
+from replearn.cli.job import hydra_output_dir
 from replearn.training.loop import train
 
 

@@ -84,7 +84,8 @@ def fake_analysis(depth: int, seed: int, trained: dict | None = None, control: d
     layers = ["input"] + [f"blocks.{i}" for i in range(depth)] + ["logits"]
     position = [i / (depth + 1) for i in range(depth + 2)]
     result = {"layers": layers, "position": position, "n_eval": 100}
-    for name, profiles, lv in (("trained", trained, levels), ("random_init", control, control_levels or (lambda p: (0.0, 0.0, 0.0)))):
+    control_levels = control_levels or (lambda p: (0.0, 0.0, 0.0))
+    for name, profiles, lv in (("trained", trained, levels), ("random_init", control, control_levels)):
         block = {}
         salt = 0 if name == "trained" else control_noise
         for key, f in profiles.items():

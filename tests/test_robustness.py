@@ -1,7 +1,9 @@
 """Every error a user can trigger: one line with the fix, no traceback, no change to existing files.
 
-The cases of issue 10 (lists 9 and 10) plus the ones found while fixing them. Configuration
-errors are checked in-process (fast); each script's wiring is checked in a subprocess.
+The cases of issue 10 (lists 9 and 10) plus the ones found while fixing them. Everything is checked
+in-process (fast): ``check_cli`` is what a script runs before Hydra starts, so its one line and exit
+status 2 are the script's. Each script runs in a subprocess once, in its own module's tests; the slow
+checks here run the scripts on read-only and unsafe folders.
 """
 
 import errno
@@ -15,40 +17,32 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import FAST, run_script, snapshot
+from helpers import FAST, FAST_ANY_MODEL, one_line_error, run_script, snapshot
 
-from replearn.cli.check import check_config, quote_path_overrides, with_resumed_overrides
+from replearn.cli.check import check_cli, check_config, quote_path_overrides, with_resumed_overrides
 from replearn.errors import ReplearnError
 from replearn.report.collect import collect_runs, expected_grid
 from replearn.runs.checkpoint import load_checkpoint
 from replearn.runs.load import load_run
-from replearn.trace import load_network
+from replearn.trace import load_network, trace
 from replearn.training.loop import train
 
 
-def _assert_one_line(proc):
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+def _cli_error(capsys, config_name: str, argv: list[str]) -> str:
+    """The one line a script prints for ``argv`` before Hydra starts (it exits with status 2)."""
+    with pytest.raises(SystemExit) as info:
+        check_cli(config_name, argv)
+    out, err = capsys.readouterr()
+    assert info.value.code == 2 and not out
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
     return lines[0]
 
 
 @pytest.fixture(scope="module")
-def sweep_run(tmp_path_factory):
+def sweep_run(trained_runs, tmp_path_factory):
     """A tiny finished run in a folder named like a sweep job (``depth=1,variant=plain``)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from replearn.conf import CONFIG_DIR
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", FAST + ["trainer.epochs=1", "depth=1"])
-    GlobalHydra.instance().clear()
-    run = tmp_path_factory.mktemp("sweep") / "depth=1,variant=plain"
-    train(cfg, run)
-    return run
+    return trained_runs.copy(FAST + ["trainer.epochs=1", "depth=1"], tmp_path_factory.mktemp("sweep") / "depth=1,variant=plain")
 
 
 # ---------------------------------------------------------------- configuration (in-process, fast)
@@ -191,11 +185,12 @@ def test_full_disk_is_one_line_naming_the_resume(compose_cfg, tmp_path, monkeypa
     assert train(compose_cfg("train", FAST + ["trainer.epochs=3"]), tmp_path)["epochs_completed"] == 3
 
 
-def test_corrupt_final_json_is_rebuilt_from_the_checkpoint(compose_cfg, tmp_path):
+def test_corrupt_final_json_is_rebuilt_from_the_checkpoint(compose_cfg, trained_run):
     cfg = compose_cfg("train", FAST + ["trainer.epochs=1"])
-    first = train(cfg, tmp_path)
-    (tmp_path / "final.json").write_text("[1]")
-    again = train(cfg, tmp_path)  # a rerun repairs it instead of being blocked
+    run = trained_run(FAST + ["trainer.epochs=1"])
+    first = json.loads((run / "final.json").read_text())
+    (run / "final.json").write_text("[1]")
+    again = train(cfg, run)  # a rerun repairs it instead of being blocked
     assert again["status"] == "ok" and again["test_acc"] == first["test_acc"]
 
 
@@ -243,22 +238,26 @@ def test_unreadable_runs_are_failed_with_reasons_and_the_report_builds(tmp_path)
     assert after == before  # the report reads; it changes no run
 
 
-# ---------------------------------------------------------------- the scripts (subprocess)
+# ---------------------------------------------------------------- the scripts' command lines (in-process)
 
-def test_train_script_bad_value_is_one_line(tmp_path):
-    line = _assert_one_line(run_script("train.py", "optim.beta1=1.5", f"hydra.run.dir={tmp_path}/run"))
-    assert "optim.beta1" in line
+def test_train_script_bad_value_is_one_line(capsys, tmp_path):
+    assert "optim.beta1" in _cli_error(capsys, "train", ["optim.beta1=1.5", f"hydra.run.dir={tmp_path}/run"])
     assert not (tmp_path / "run").exists()
 
 
-def test_compare_depth_script_without_sweep_is_one_line():
-    assert "sweep=" in _assert_one_line(run_script("compare_depth.py"))
+def test_compare_depth_script_without_sweep_is_one_line(capsys):
+    assert "sweep=" in _cli_error(capsys, "compare_depth", [])
 
 
-def test_trace_script_takes_a_sweep_folder_as_typed(sweep_run, tmp_path):
-    proc = run_script("trace.py", f"run={sweep_run}", f"hydra.run.dir={tmp_path}/trace", "draw=false")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "prediction:" in proc.stdout
+def test_trace_script_takes_a_sweep_folder_as_typed(sweep_run, compose_cfg, tmp_path):
+    argv = quote_path_overrides([f"run={sweep_run}", f"hydra.run.dir={tmp_path}/trace", "draw=false"])
+    check_cli("trace", argv)  # passes: the folder's "=" and "," do not reach Hydra's override grammar unquoted
+    cfg = compose_cfg("trace", [arg for arg in argv if not arg.startswith("hydra.")])
+    assert cfg.run == str(sweep_run)
+    assert "prediction:" in trace(cfg, tmp_path / "trace")
+
+
+# ---------------------------------------------------------------- the scripts (subprocess, slow)
 
 
 @pytest.mark.slow
@@ -268,7 +267,7 @@ def test_visualize_refuses_a_viz_link_out_of_the_run(sweep_run, tmp_path):
     (outside / "precious.txt").write_text("keep me")
     (sweep_run / "viz").symlink_to(outside)
     try:
-        line = _assert_one_line(run_script("visualize.py", f"run={sweep_run}"))
+        line = one_line_error(run_script("visualize.py", f"run={sweep_run}"))
     finally:
         (sweep_run / "viz").unlink()
     assert "outside the run folder" in line
@@ -281,15 +280,15 @@ def test_trace_script_refuses_a_stored_config_too_big(sweep_run, tmp_path):
     state["config"]["model"].update(depth=200000, width=256)
     (tmp_path / "big").mkdir()
     torch.save(state, tmp_path / "big" / "checkpoint.pt")
-    line = _assert_one_line(run_script("trace.py", f"run={tmp_path / 'big'}", f"hydra.run.dir={tmp_path}/trace"))
+    line = one_line_error(run_script("trace.py", f"run={tmp_path / 'big'}", f"hydra.run.dir={tmp_path}/trace"))
     assert "REPLEARN_FORCE_RESOURCES=1" in line
 
 
 @pytest.mark.slow
 def test_train_script_resume_refusals_touch_nothing(sweep_run, tmp_path):
     before = snapshot(sweep_run)
-    line = _assert_one_line(run_script("train.py", f"trainer.resume={sweep_run}", "optim=sgd", *FAST[:-2],
-                                       f"hydra.run.dir={tmp_path}/r"))
+    line = one_line_error(run_script("train.py", f"trainer.resume={sweep_run}", "optim=sgd", *FAST_ANY_MODEL,
+                                     f"hydra.run.dir={tmp_path}/r"))
     assert "optim.name" in line
     assert snapshot(sweep_run) == before
     assert not (tmp_path / "r").exists()  # the folder of a failed start is not left behind
@@ -324,7 +323,7 @@ def test_read_only_folders_are_one_line(sweep_run, tmp_path, what):
         else:
             proc = run_script("train.py", f"trainer.resume={target}", "trainer.epochs=2", *FAST, "depth=1",
                               f"hydra.run.dir={tmp_path}/r")
-        line = _assert_one_line(proc)
+        line = one_line_error(proc)
     finally:
         subprocess.run(["chattr", "-i", str(target)], capture_output=True)
         os.chmod(target, 0o755)
@@ -332,14 +331,15 @@ def test_read_only_folders_are_one_line(sweep_run, tmp_path, what):
 
 
 @pytest.mark.parametrize("damage", [b"\xff\xfe\x00binary", None])
-def test_damaged_config_yaml_does_not_block_the_rerun(compose_cfg, tmp_path, damage):
+def test_damaged_config_yaml_does_not_block_the_rerun(compose_cfg, trained_run, damage):
     cfg = compose_cfg("train", FAST + ["trainer.epochs=1"])
-    first = train(cfg, tmp_path)
-    config = tmp_path / "config.yaml"
+    run = trained_run(FAST + ["trainer.epochs=1"])
+    first = json.loads((run / "final.json").read_text())
+    config = run / "config.yaml"
     config.write_bytes(damage if damage is not None else config.read_bytes().replace(b"depth: 2", b"depth: null"))
-    stamp = (tmp_path / "checkpoint.pt").stat().st_mtime_ns
-    assert train(cfg, tmp_path) == first  # skipped as finished: the checkpoint's config agrees
-    assert (tmp_path / "checkpoint.pt").stat().st_mtime_ns == stamp
+    stamp = (run / "checkpoint.pt").stat().st_mtime_ns
+    assert train(cfg, run) == first  # skipped as finished: the checkpoint's config agrees
+    assert (run / "checkpoint.pt").stat().st_mtime_ns == stamp
 
 
 def test_visualize_seed_out_of_range_is_one_line():

@@ -108,3 +108,28 @@ def test_the_library_never_imports_the_cli():
                  for name, deps in import_graph().items() if not name.startswith("replearn.cli")}
     offenders = {k: v for k, v in offenders.items() if v}
     assert not offenders, f"library modules importing replearn.cli: {offenders}"
+
+
+def local_imports_without_reason() -> list[str]:
+    """Function-local imports with no ``# lazy: <why>`` comment on their line or the line above."""
+    missing = []
+    for name, path in MODULES.items():
+        lines = path.read_text().splitlines()
+        tree = ast.parse("\n".join(lines))
+        skip = _type_checking_nodes(tree)
+        for func in ast.walk(tree):
+            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(func):
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in skip:
+                    here = lines[node.lineno - 1]
+                    above = lines[node.lineno - 2] if node.lineno > 1 else ""
+                    if "# lazy:" not in here and not above.strip().startswith("# lazy:"):
+                        missing.append(f"{name}:{node.lineno}")
+    return sorted(set(missing))
+
+
+def test_function_local_imports_say_why_they_are_local():
+    """A function-local import is only for start-up time (or an optional dependency), and says so."""
+    missing = local_imports_without_reason()
+    assert not missing, f"{len(missing)} function-local imports without a '# lazy: <why>' comment: {missing}"

@@ -12,13 +12,6 @@ from replearn import device
 from replearn.device import CpuMeter, ThreadPolicy, auto_threads
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("others, cores, most, expected", [
     (0.0, 2, 2, 2), (0.4, 2, 2, 2), (0.6, 2, 2, 1), (1.0, 2, 2, 1), (5.0, 2, 2, 1),
     (0.0, 8, 4, 4), (3.0, 8, 8, 5),
@@ -61,12 +54,6 @@ def test_cpu_meter_sees_a_busy_process():
         busy.wait()
     # The busy loop alone is about one core (more when other jobs share the machine); idle reads ~0.
     assert others is not None and others >= 0.5
-
-
-def test_bench_threads_suite_is_registered(compose_cfg):
-    from replearn.conf.validate import validate_bench
-
-    validate_bench(compose_cfg("bench", ["suite=threads"]))
 
 
 def test_visualize_takes_its_threads_like_training(compose_cfg, tmp_path, capsys):

@@ -168,13 +168,12 @@ def maximize_activations(
     far; without a floor, or when no weight reaches it, the smallest weight's image is kept. With a floor
     and a density, the objective is divided by ``|floor|`` (so one ladder suits logits and small channels)
     and counts only up to ``floor + cap_margin * |floor|`` (None: no cap), so past it the prior alone
-    shapes the image. Each
-    step rolls the batch by a seeded random shift of up to ``jitter`` pixels (default: 1 for
-    conv nets, 0 for MLPs, which are not shift-invariant).
+    shapes the image. Each step rolls the batch by a seeded random shift of up to ``jitter`` pixels
+    (default: 1 for conv nets, 0 for MLPs, which are not shift-invariant).
     ``param="fourier"`` learns rfft2 coefficients scaled by 1/frequency^``decay_power``
     (decorrelated, smoother images). During the first ``redirect_fraction`` of the steps, the target
-    layer's ReLUs pass gradients that would switch them on, so units that start dead still move. ``value_range`` defaults to pixels 0..255
-    normalized by ``mean``/``std``. Same seed and threads -> bitwise same result on CPU.
+    layer's ReLUs pass gradients that would switch them on, so units that start dead still move.
+    ``value_range`` defaults to pixels 0..255 normalized by ``mean``/``std``. Same seed and threads -> bitwise same result on CPU.
     Gradients flow through an eval-mode copy with BatchNorm folded in; the model itself is only
     switched to eval (and back) for the reported objectives. It must live on ``device``.
     """
@@ -278,7 +277,8 @@ def maximize_activations(
                 seen = torch.roll(img, (dy, dx), dims=(2, 3)) if (dy or dx) else img
             obj = score(seen)
             # Above the cap the unit has what it needs, and only the prior moves the image.
-            loss = -(obj if cap is None else torch.minimum(obj, cap)) / obj_scale + tv_weight * _total_variation(img) + l2_weight * img.pow(2).mean((1, 2, 3))
+            loss = (-(obj if cap is None else torch.minimum(obj, cap)) / obj_scale + tv_weight * _total_variation(img)
+                    + l2_weight * img.pow(2).mean((1, 2, 3)))
             if param in ("gaussian", "gmm"):
                 loss = loss - row_weight * prior.log_density(z, param) / prior.dims
             loss = loss.sum()

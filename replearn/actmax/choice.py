@@ -1,6 +1,7 @@
 """Choosing the act-max prior for a model: class prototypes under every prior, scored, the best one kept.
 
-Used by :func:`replearn.visualize.run.render_all`; also callable on its own:
+Computing only; the run page's act-max section (figures, captions, tables, actmax.json) is
+:mod:`replearn.visualize.actmax_section`. Callable on its own:
 
     table = compare_priors(model, splits)          # {"priors": {name: score}, "best": name, ...}
     result = run_actmax(choice, model, "blocks.1", units=range(16))
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -17,8 +19,11 @@ from torch import nn
 
 from replearn.actmax.ascent import PARAMS, ActMaxResult, maximize_activations
 from replearn.actmax.priors import DATA_PRIORS, DataPrior, load_prior
+from replearn.actmax.reference import load_reference
 from replearn.actmax.scoring import class_logit_floor, rank_key, real_statistics, score_prototypes
+from replearn.device import single_thread
 from replearn.errors import ReplearnError
+from replearn.recording.hooks import capture_activations
 
 PRIOR_CHOICES = ("auto", *PARAMS)
 DEFAULT_WEIGHTS = (0.3, 1.0, 3.0)
@@ -71,8 +76,6 @@ def compare_priors(model: nn.Module, splits, names: Sequence[str] = PARAMS, step
     Needs ``splits.train_x`` (uint8) for the data priors, the reference classifier and the nearest-neighbour
     statistics; all three are fitted once per dataset and cached.
     """
-    from replearn.actmax.reference import load_reference
-
     for name in names:
         check_prior_name(name)
     prior = load_prior(splits, seed=seed, use_cache=use_cache) if any(n in DATA_PRIORS for n in names) else None
@@ -120,35 +123,14 @@ def choose_prior(model: nn.Module, splits, name: str = "auto", steps: int = 256,
     return PriorChoice(name, prior, tuple(weights), "set in the config")
 
 
-def score_table_rows(choice: PriorChoice) -> list[list[str]]:
-    """The summary table for a page: a header row, then one row per scored prior."""
-    header = ["prior", "recognized (mean conf.)", "own logit >= p99", "5-NN dist. in p5-p95",
-              "spectral centroid in p5-p95", "not a copy", "all targets"]
-    rows = [header]
-    for name, score in choice.scores.items():
-        s = score["summary"]
-        n = s["classes"]
-        rows.append([name + (" (chosen)" if name == choice.name else ""),
-                     f"{s['recognized']}/{n} ({s['mean_confidence']:.2f})", f"{s['maximizer']}/{n}",
-                     f"{s['knn5_in_band']}/{n}", f"{s['centroid_in_band']}/{n}", f"{s['not_copy']}/{n}",
-                     f"{s['all']}/{n}"])
-    return rows
-
-
 def hidden_floor(model: nn.Module, layer: str, units: Sequence[int], images: torch.Tensor, normalize) -> torch.Tensor:
     """Each unit's act-max objective on its top-1 image of ``images`` (uint8): the activation to reach, (U,)."""
-    from replearn.recording.hooks import capture_activations
-
     acts = capture_activations(model, images, layers=[layer], pool="mean", normalize=normalize)[layer]
     return acts[:, list(units)].amax(0)
 
 
 def prepare_actmax(model: nn.Module, splits, opts, device: torch.device) -> PriorChoice:
     """The prior for a visualize run: ``opts.prior`` (``fourier=true`` with ``prior=auto`` means fourier)."""
-    from contextlib import nullcontext
-
-    from replearn.device import single_thread
-
     name = getattr(opts, "prior", "auto")
     if getattr(opts, "fourier", False) and name == "auto":
         name = "fourier"
@@ -164,10 +146,6 @@ def layer_actmax(choice: PriorChoice, model: nn.Module, layer: str, units: Seque
     Hidden units must reach the activation of their top-1 test image; class logits the 99th percentile
     of their logit over real test images of the class. The record holds both and the fraction reached.
     """
-    from contextlib import nullcontext
-
-    from replearn.device import single_thread
-
     is_head = layer == "head"
     if is_head:
         floor = class_logit_floor(model, splits)[list(units)]
@@ -187,48 +165,3 @@ def layer_actmax(choice: PriorChoice, model: nn.Module, layer: str, units: Seque
               "floor_is": bar, "reached": int(reached.sum()), "reached_fraction": float(reached.double().mean()),
               "prior_weights": None if result.prior_weights is None else result.prior_weights.tolist()}
     return result, record
-
-
-def actmax_caption(choice: PriorChoice, record: dict, kind: str, steps: int, seed: int) -> str:
-    """The page caption of one layer's act-max figure."""
-    n = len(record["units"])
-    return (f"Inputs optimized by gradient ascent ({steps} steps, seed {seed}) to maximize each {kind}, with the "
-            f"{choice.name} prior ({choice.reason}). {record['reached']}/{n} reach {record['floor_is']}; compare "
-            "with the top-k images beside. Each image has its own grey scale; label: index and final activation.")
-
-
-def write_actmax_outputs(choice: PriorChoice, records: dict, out_dir, classes: Sequence[str]):
-    """Write ``actmax.json`` and the prior-comparison figure; return the page section (None without scores)."""
-    import json
-    from pathlib import Path
-
-    from replearn.actmax.scoring import BAND, COPY_PERCENTILE, LOGIT_PERCENTILE
-    from replearn.analysis.run import json_safe
-    from replearn.runs.atomic import atomic_write
-    from replearn.visualize.page import PageFigure, PageSection
-    from replearn.viz.actmax_plot import plot_prior_comparison
-    from replearn.viz.grid import DPI
-
-    out = Path(out_dir)
-    payload = {"prior": choice.name, "reason": choice.reason, "prior_weights": list(choice.weights),
-               "targets": {"own_logit_percentile_at_least": LOGIT_PERCENTILE, "band_percentiles": list(BAND),
-                           "copy_below_nearest_percentile": COPY_PERCENTILE},
-               "scores": choice.scores, "layers": records}
-    text = json.dumps(json_safe(payload), indent=1)
-    atomic_write(out / "actmax.json", lambda handle: handle.write(text))
-    if not choice.scores:
-        return None
-    notes = {name: f"{s['summary']['all']}/{s['summary']['classes']} all" for name, s in choice.scores.items()}
-    fig = plot_prior_comparison(choice.prototypes, class_names=classes, row_notes=notes,
-                                title="Class prototypes (act-max of each logit) under each prior")
-    path = out / "actmax_priors.png"
-    fig.savefig(path, dpi=DPI)
-    intro = (f"Act-max uses the {choice.name} prior ({choice.reason}). Per prior, the class prototypes are "
-             "scored against real test images of their class: recognized by a LeNet reference classifier "
-             f"(count, mean confidence); the model's own logit at or above the {LOGIT_PERCENTILE:.0f}th percentile; "
-             f"the mean distance to the 5 nearest training images and the spectral centroid inside the "
-             f"{BAND[0]:.0f}th-{BAND[1]:.0f}th percentile band; not a copy (nearest training image no closer than "
-             f"for {100 - COPY_PERCENTILE:.0f}% of real test images). Details per class: actmax.json.")
-    return PageSection("Act-max recognizability", intro, [
-        PageFigure(path, "Class prototypes per prior (rows), on one 0..1 grey scale; the note under each prior is "
-                         "the number of classes meeting every target.")], table=score_table_rows(choice))

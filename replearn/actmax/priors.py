@@ -19,6 +19,7 @@ near-binary strokes. :func:`random_transform` supplies the transformation robust
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -128,11 +129,10 @@ def fit_prior(
     ``images`` are the uint8 training images (N, C, H, W); a seeded subset of ``max_images`` is used
     (the leading directions of 20k MNIST digits match those of 55k to within rounding for act-max).
     """
-    import warnings
-
+    # lazy: scikit-learn (and its threadpoolctl) cost ~0.6 s to import; only fitting a prior needs them, once per dataset
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.mixture import GaussianMixture
-    from threadpoolctl import threadpool_limits
+    from sklearn.mixture import GaussianMixture  # lazy: as above
+    from threadpoolctl import threadpool_limits  # lazy: as above
 
     if images.dim() != 4 or images.dtype != torch.uint8 or len(images) < 2:
         raise ReplearnError(f"fit_prior needs uint8 training images (N, C, H, W) with N >= 2, got "

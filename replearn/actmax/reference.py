@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from replearn.cache import cached, content_key
+from replearn.device import single_thread
 from replearn.errors import ReplearnError
 
 REFERENCE_VERSION = 1
@@ -78,8 +79,6 @@ def load_reference(splits, seed: int = 0, epochs: int = 3, use_cache: bool = Tru
     key = content_key(splits.name, tuple(images.shape), images[::stride], labels, seed, epochs, REFERENCE_VERSION)
 
     def build() -> dict:
-        from replearn.device import single_thread
-
         with single_thread():
             net = train_reference(images, labels, num_classes, epochs=epochs, seed=seed)
         return {"state": net.state_dict(), "shape": [c, h, w], "classes": num_classes, "version": REFERENCE_VERSION}

@@ -24,6 +24,7 @@ from torch import nn
 from replearn.actmax.spectrum import spectral_centroid
 from replearn.cache import cached, content_key
 from replearn.errors import ReplearnError
+from replearn.recording.hooks import model_device
 
 LOGIT_PERCENTILE = 99.0
 BAND = (5.0, 95.0)
@@ -92,8 +93,6 @@ def real_statistics(splits, per_class: int = 300, k: int = 5, seed: int = 0, use
 
 def _model_logits(model: nn.Module, pixels: torch.Tensor, mean: float, std: float, batch: int = 1000) -> torch.Tensor:
     """The model's logits (N, classes) for pixel images in [0, 1]."""
-    from replearn.recording.hooks import model_device
-
     device = model_device(model)
     was_training = model.training
     model.eval()

@@ -30,7 +30,8 @@ _CONSTANT_TOL = 1e-9
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
     if x.dim() != 2 or y.dim() != 2:
-        raise ReplearnError(f"CKA needs 2-D (n, d) features, got shapes {tuple(x.shape)} and {tuple(y.shape)}; flatten or pool first")
+        raise ReplearnError(f"CKA needs 2-D (n, d) features, got shapes {tuple(x.shape)} and {tuple(y.shape)}; "
+                            "flatten or pool first")
     if x.shape[0] != y.shape[0]:
         raise ReplearnError(f"CKA needs the same images for both representations, got {x.shape[0]} and {y.shape[0]} rows")
     if x.shape[0] < 2:
@@ -44,7 +45,8 @@ def _check_rows(feats_a: dict, feats_b: dict | None) -> None:
     n = feats_a[first].shape[0]
     for name, value in list(feats_a.items()) + list((feats_b or {}).items()):
         if value.shape[0] != n:
-            raise ReplearnError(f"layer {name} has {value.shape[0]} rows but {first} has {n}; CKA needs features of the same images")
+            raise ReplearnError(f"layer {name} has {value.shape[0]} rows but {first} has {n}; "
+                                "CKA needs features of the same images")
     if n < 2:
         raise ReplearnError("CKA needs at least 2 images; pass more examples")
 
@@ -203,7 +205,8 @@ class MinibatchCKA:
             self.self_a = torch.zeros(rows, dtype=torch.float64)
             self.self_b = torch.zeros(cols, dtype=torch.float64)
         elif list(feats_a) != self.names_a or (feats_b is not None and list(feats_b) != self.names_b):
-            raise ReplearnError("MinibatchCKA.update got different layers than the first batch; pass the same layer dicts every batch")
+            raise ReplearnError("MinibatchCKA.update got different layers than the first batch; "
+                                "pass the same layer dicts every batch")
         grams_a = [_GramStats(v) for v in feats_a.values()]
         grams_b = [_GramStats(v) for v in feats_b.values()] if feats_b is not None else grams_a
         for i, ka in enumerate(grams_a):

@@ -90,7 +90,8 @@ def class_selectivity(feats: torch.Tensor, labels: torch.Tensor, num_classes: in
     keeping the index in [0, 1]. Units with all class means 0 get NaN.
     """
     if feats.dim() != 2 or feats.shape[0] != labels.shape[0]:
-        raise ReplearnError(f"class_selectivity needs (N, D) features and N labels, got {tuple(feats.shape)} and {tuple(labels.shape)}")
+        raise ReplearnError(f"class_selectivity needs (N, D) features and N labels, "
+                            f"got {tuple(feats.shape)} and {tuple(labels.shape)}")
     k = num_classes or int(labels.max()) + 1
     if k < 2:
         raise ReplearnError("class_selectivity needs at least 2 classes")

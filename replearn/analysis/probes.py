@@ -11,6 +11,8 @@ regression instead (~10x slower, calibrated probabilities, similar accuracy).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from replearn.errors import ReplearnError
@@ -181,10 +183,8 @@ def logistic_probe(
     c: float = 1.0,
 ) -> dict[str, float]:
     """Multinomial logistic regression (scikit-learn, LBFGS) on standardized features."""
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.exceptions import ConvergenceWarning  # lazy: scikit-learn costs ~0.6 s; only this probe uses it
+    from sklearn.linear_model import LogisticRegression  # lazy: as above
 
     _check_inputs(train_x, train_y, eval_x, eval_y)
     xtr, xev = (t.numpy() for t in _standardize(train_x, eval_x))

@@ -10,14 +10,12 @@ layer is ``null``.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import time
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
@@ -33,10 +31,16 @@ from replearn.analysis.probes import probe_layers, shuffled_ridge_probe
 from replearn.analysis.trainability import dead_unit_fraction, gradient_norms, layer_weights
 from replearn.conf.analysis import AnalysisConfig, validate_analysis
 from replearn.device import single_thread
+from replearn.dissection import DissectionSettings, dissect_model
+from replearn.dissection.concept_cache import load_concept_masks
 from replearn.errors import ReplearnError
+from replearn.models import build_model_from_config
+from replearn.recording.hooks import capture_activations
 from replearn.runs.atomic import atomic_write_json
+from replearn.runs.layout import ANALYSIS, json_safe, read_analysis, read_final
+from replearn.runs.load import load_run
 
-ANALYSIS_NAME = "analysis.json"
+ANALYSIS_NAME = ANALYSIS  # the name replearn.analysis has always exported
 
 
 def as_analysis_config(cfg=None) -> AnalysisConfig:
@@ -74,8 +78,6 @@ def _dead_fractions(model, feats: dict, images, normalize, batch_size: int) -> d
         else:
             out[name] = dead_unit_fraction(feats[name])
     if residual:
-        from replearn.recording.hooks import capture_activations
-
         relu = capture_activations(model, images, layers=[f"{n}.act" for n in residual], batch_size=batch_size,
                                    pool="max", normalize=normalize)
         for name in residual:
@@ -85,8 +87,6 @@ def _dead_fractions(model, feats: dict, images, normalize, batch_size: int) -> d
 
 def _minibatch_cka_grid(model, images, normalize, cfg: AnalysisConfig) -> torch.Tensor:
     """Within-model CKA on unpooled maps, streamed (unbiased minibatch HSIC)."""
-    from replearn.recording.hooks import capture_activations
-
     acc = MinibatchCKA()
     b = cfg.cka_batch_size
     for start in range(0, len(images) - b + 1, b):
@@ -138,7 +138,8 @@ def _analyze_one(model, data: dict, cfg: AnalysisConfig, input_probe: dict | Non
     timing[f"{tag}_trainability"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    erf_images = data["normalize"](data["eval_x"][: cfg.erf_images]) if data["normalize"] else data["eval_x"][: cfg.erf_images].float()
+    first = data["eval_x"][: cfg.erf_images]
+    erf_images = data["normalize"](first) if data["normalize"] else first.float()
     erf_images = erf_images.to(next(model.parameters()).device)
     block = {k: [] for k in ("probe_train_acc", "probe_eval_acc", "grad_norm", "grad_relative", "dead_fraction",
                              "class_selectivity", "participation_ratio", "participation_ratio_normalized",
@@ -172,8 +173,6 @@ def _dissect(model, data: dict, cfg: AnalysisConfig) -> dict:
     """{layer: LayerDissection} for every hidden block and the head, or {} when dissection is off."""
     if not cfg.dissection or data.get("concepts") is None:
         return {}
-    from replearn.dissection import DissectionSettings, dissect_model
-
     settings = DissectionSettings(quantile=cfg.dissect_quantile, iou_threshold=cfg.dissect_iou,
                                   grad_images=cfg.dissect_grad_images, quantile_images=cfg.dissect_quantile_images)
     return dissect_model(model, data["dissect_x"], data["concepts"], normalize=data["normalize"],
@@ -253,8 +252,6 @@ def _complexity(model, keys, f_eval, probes, grads, dead, ratios, erf_images, we
 
 def _concepts(splits, n_eval: int, cfg: AnalysisConfig):
     """Concept masks of the first ``dissect_images`` evaluation images (cached per user, built once)."""
-    from replearn.dissection.concept_cache import load_concept_masks
-
     n = min(cfg.dissect_images, n_eval)
     images, labels = splits.test_x[:n].cpu(), splits.test_y[:n].cpu()
     return load_concept_masks(images, labels, list(splits.classes)), images
@@ -324,39 +321,20 @@ def analyze_model(model: nn.Module, splits, cfg=None, control: nn.Module | None 
     return json_safe(result)
 
 
-def json_safe(value):
-    """Replace NaN/inf by None recursively (strict JSON); tensors become lists."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return json_safe(value.tolist())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return value
-
-
 def random_init_control(model_cfg, seed: int) -> nn.Module:
     """The exact initial network of a run: training seeds torch with the run seed, then builds the model."""
-    from replearn.models import build_model
-
-    kwargs = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_model(**kwargs).eval()
+        return build_model_from_config(model_cfg).eval()
 
 
 def analyze_run(run_dir: str | os.PathLike, cfg=None, write: bool = True) -> dict:
     """Analyse a run folder (trained model + its random-init control); writes ``<run>/analysis.json``."""
-    from replearn.runs.load import load_run
-
     cfg = as_analysis_config(cfg)
     run = load_run(run_dir, device=cfg.device)
     control = random_init_control(run.cfg.model, int(run.cfg.seed)) if cfg.control else None
     result = analyze_model(run.model, run.splits(), cfg, control=control)
-    final_path = Path(run.run_dir) / "final.json"
-    final = json.loads(final_path.read_text()) if final_path.is_file() else {}
+    final = read_final(run.run_dir) or {}
     result["run"] = json_safe({
         "run_dir": str(Path(run.run_dir).resolve()),
         "status": final.get("status"),
@@ -372,7 +350,7 @@ def analyze_run(run_dir: str | os.PathLike, cfg=None, write: bool = True) -> dic
 
 def load_analysis(run_dir: str | os.PathLike) -> dict:
     """Read ``<run>/analysis.json``; ReplearnError if absent."""
-    path = Path(run_dir) / ANALYSIS_NAME
-    if not path.is_file():
-        raise ReplearnError(f"no {ANALYSIS_NAME} in {run_dir}; run the analysis first (replearn.analysis.analyze_run)")
-    return json.loads(path.read_text())
+    analysis = read_analysis(run_dir)
+    if analysis is None:
+        raise ReplearnError(f"no readable {ANALYSIS} in {run_dir}; run the analysis first (replearn.analysis.analyze_run)")
+    return analysis

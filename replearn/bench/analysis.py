@@ -18,21 +18,11 @@ import torch
 from omegaconf import OmegaConf
 
 from replearn.analysis.run import analyze_model, as_analysis_config, random_init_control
-from replearn.data import make_synthetic
+from replearn.bench import dissection
+from replearn.bench.machine import matmul_gflops
+from replearn.data import load_splits, make_synthetic
 
 TARGET_SECONDS = 10.0
-
-
-def matmul_gflops(size: int = 1024, repeats: int = 5) -> float:
-    """Median float32 GFLOP/s of a square matmul now: shows how much of the CPU this process got."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        rates.append(2 * size**3 / (time.perf_counter() - start) / 1e9)
-    return sorted(rates)[len(rates) // 2]
 
 
 def run(cfg=None) -> dict:
@@ -78,9 +68,8 @@ def run(cfg=None) -> dict:
     if cfg.get("data") is not None:
         # On the real digits: the ridge probe against scikit-learn on the same 55k x 256 training
         # features, then dissection (concept masks of MNIST test images), each with its own targets.
-        from replearn.bench import dissection
+        # lazy: bench.ridge imports scikit-learn (over half a second), which only this data-config part needs
         from replearn.bench.ridge import compare
-        from replearn.data import load_splits
 
         torch.set_num_threads(threads)
         try:

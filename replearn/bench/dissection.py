@@ -8,14 +8,16 @@ many (image, unit) maps reach their threshold, which is of the same order traine
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 
 import torch
 from omegaconf import OmegaConf
 
-from replearn.bench.analysis import matmul_gflops
+from replearn.bench.machine import matmul_gflops
 from replearn.data import load_splits
+from replearn.device import resolve_threads
 from replearn.dissection import DissectionSettings, dissect_model
 from replearn.dissection.concept_cache import load_concept_masks
 from replearn.models import build_model
@@ -26,10 +28,6 @@ CNN_TARGET_SECONDS = 20.0
 
 def run(cfg) -> dict:
     """Time mask building (uncached and cached) and the dissection of a depth-8 CNN and a depth-5 MLP."""
-    import os
-
-    from replearn.device import resolve_threads
-
     cfg = OmegaConf.create(cfg if cfg is not None else {})
     trainer = cfg.get("trainer") or {}
     # The same thread rule as a run: trainer.threads=N, or 0 = the cores other processes leave free.

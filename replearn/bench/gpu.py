@@ -14,13 +14,21 @@ Without CUDA, :func:`skip_reason` gives the one line the report prints instead (
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
+
+from replearn.actmax.ascent import maximize_activations
+from replearn.api import compose_config
+from replearn.bench.viz import MNIST_MEAN, MNIST_STD, bench_images
+from replearn.device import autocast_dtype
+from replearn.models import CNN
+from replearn.recording.hooks import capture_activations
+from replearn.runs.layout import read_metrics
+from replearn.training.loop import train
 
 TARGET_SECONDS_TO_99 = 2.0
 ACCURACY = 0.99
@@ -43,8 +51,6 @@ def plan(cfg: DictConfig | None = None) -> dict[str, DictConfig]:
     Composed and checked like ``scripts/train.py <overrides>``, then moved to CUDA; the bench's ``seed`` and ``data.root``
     are carried over so the check reads the same MNIST copy.
     """
-    from replearn.api import compose_config
-
     seed = int(cfg.get("seed", 0)) if cfg is not None else 0
     root = cfg.data.get("root") if cfg is not None and cfg.get("data") is not None else None
     configs = {}
@@ -72,19 +78,15 @@ def epochs_to(metrics: list[dict], accuracy: float = ACCURACY) -> tuple[int | No
 
 def _train(cfg: DictConfig) -> dict:
     """Train ``cfg`` into a temporary folder; return its final.json, metrics rows and wall seconds."""
-    from replearn.training.loop import train
-
     with tempfile.TemporaryDirectory(prefix="replearn-gpu-") as folder:
         start = time.perf_counter()
         final = train(cfg, Path(folder) / "run")
         wall = time.perf_counter() - start
-        lines = (Path(folder) / "run" / "metrics.jsonl").read_text().splitlines()
-    return {"final": final, "metrics": [json.loads(line) for line in lines if line.strip()], "wall": wall}
+        metrics = read_metrics(Path(folder) / "run")
+    return {"final": final, "metrics": metrics, "wall": wall}
 
 
 def _precision(cfg: DictConfig) -> str:
-    from replearn.device import autocast_dtype
-
     dtype = autocast_dtype(torch.device(cfg.device))
     return f"{str(dtype).removeprefix('torch.')} autocast" if dtype is not None else "fp32"
 
@@ -120,11 +122,6 @@ def _timed(fn, device: torch.device) -> tuple[float, object]:
 
 def record_and_actmax(device: torch.device, seed: int = 0, n_images: int = 10_000, steps: int = 256) -> dict:
     """Time (b) and (c) on ``device`` (the sizes are parameters so the tests can run them small on CPU)."""
-    from replearn.actmax.ascent import maximize_activations
-    from replearn.bench.viz import MNIST_MEAN, MNIST_STD, bench_images
-    from replearn.models import CNN
-    from replearn.recording.hooks import capture_activations
-
     figures: dict = {}
     images, source = bench_images(n_images, seed)
     model = CNN(depth=8).eval().to(device)

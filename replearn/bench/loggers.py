@@ -21,8 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from replearn.bench.train import replearn_epoch
 from replearn.data import load_splits
 from replearn.device import resolve_threads
-from replearn.models import build_model
-from replearn.training.loop import model_kwargs
+from replearn.models import build_model_from_config
+from replearn.training.loggers import TensorBoardLogger
 
 TARGET_FRACTION = 0.05
 
@@ -39,19 +39,18 @@ def import_seconds(repeats: int = 3) -> float:
 
 def run(cfg: DictConfig) -> dict:
     """Measure the parts; return seconds and the overhead fraction for a run of ``trainer.epochs`` epochs."""
-    from replearn.training.loggers import TensorBoardLogger
-
     resolve_threads(cfg.trainer.threads)
     epoch_seconds, _ = replearn_epoch(cfg)
     splits = load_splits(cfg.data)
-    model = build_model(**model_kwargs(cfg.model))
+    model = build_model_from_config(cfg.model)
     # The schema's defaults are those of configs/logger/tensorboard.yaml.
     tb_cfg = OmegaConf.merge(cfg, {"logger": {"name": "tensorboard", "tensorboard": True}})
     steps = math.ceil(len(splits.train_x) / cfg.trainer.batch_size)
     history = [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0, "val_acc": 0.5, "lr": 1e-3,
                 "epoch_seconds": epoch_seconds, "samples_per_s": 1.0}]
     imported = import_seconds()
-    from torch.utils.tensorboard import SummaryWriter  # noqa: F401  (timed above, in a fresh interpreter)
+    # lazy: timed above in a fresh interpreter; imported here so the writer's open below is timed without it
+    from torch.utils.tensorboard import SummaryWriter  # noqa: F401
 
     with tempfile.TemporaryDirectory(prefix="replearn-bench-") as tmp:
         start = time.perf_counter()

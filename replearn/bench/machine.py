@@ -3,18 +3,21 @@
 A suite's figures mean little when other processes took the cores. Two signals, both printed:
 - the 1-minute load average before and after the suite: above the machine's core count, more
   threads wanted to run than there were cores, so some of them (maybe the suite's) waited;
-- a float32 matmul probe on the suite's thread count, against a quiet reference: the fastest
-  probe this bench has measured on this CPU with that thread count while the load average stayed
-  within the core count, kept in the per-user cache (``<cache>/bench/matmul_reference.json``). The machine's own best is used rather than a
-  fixed number because a constant measured on one machine (the README's CI machine) says nothing
-  about another; the best ever seen is the closest thing to a quiet reading, and it only grows
-  more reliable with every run. Below half of it, the CPU was clearly shared.
+- a float32 matmul probe (:func:`matmul_gflops`) on the suite's thread count, against a quiet
+  reference: the fastest probe this bench has measured on this CPU with that thread count while the
+  load average stayed within the core count, kept in the per-user cache
+  (``<cache>/bench/matmul_reference.json``). The machine's own best is used rather than a fixed
+  number because a constant measured on one machine (the README's CI machine) says nothing about
+  another; the best ever seen is the closest thing to a quiet reading, and it only grows more
+  reliable with every run. Below half of it, the CPU was clearly shared.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
+import time
 
 import torch
 
@@ -24,6 +27,18 @@ from replearn.runs.atomic import atomic_write_json
 BUSY_LINE = "machine busy: figures not representative"
 #: A probe below this fraction of the quiet reference marks the machine busy.
 PROBE_FRACTION = 0.5
+
+
+def matmul_gflops(size: int = 1024, repeats: int = 5) -> float:
+    """Median float32 GFLOP/s of ``repeats`` square matmuls now: how much of the CPU this process gets."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        rates.append(2 * size**3 / (time.perf_counter() - start) / 1e9)
+    return statistics.median(rates)
 
 
 def load_average() -> float | None:

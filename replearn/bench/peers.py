@@ -29,8 +29,10 @@ or fails is reported as ``skipped: <reason>`` and the suite goes on (``pip insta
 from __future__ import annotations
 
 import contextlib
+import copy
 import ctypes
 import gc
+import importlib
 import io
 import json
 import os
@@ -43,8 +45,12 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from replearn.actmax.ascent import maximize_activations
+from replearn.analysis.cka import CentredLayers, MinibatchCKA
+from replearn.bench.train import examples_epoch, replearn_epoch
 from replearn.bench.viz import MNIST_MEAN, MNIST_STD, bench_images
 from replearn.models import CNN, MLP
 from replearn.recording.hooks import capture_activations
@@ -69,8 +75,6 @@ def skip_line(peer: str, error: BaseException) -> str:
 
 
 def _import(peer: str):
-    import importlib
-
     with warnings.catch_warnings():  # e.g. kornia's torch.jit deprecation notice on import
         warnings.simplefilter("ignore")
         return importlib.import_module(PEER_MODULES[peer])
@@ -102,7 +106,7 @@ def record(lib: str, model: torch.nn.Module, images: torch.Tensor, batch_size: i
         layer_act = module.LayerActivation(model, [modules[n] for n in names])
         return _batched(model, images, names, batch_size, lambda x: dict(zip(names, layer_act.attribute(x))))
     if lib == "torchlens":
-        from torchlens.options import CaptureOptions
+        from torchlens.options import CaptureOptions  # lazy: torchlens is an optional peer
 
         options = CaptureOptions(layers_to_save=list(names))
 
@@ -119,7 +123,7 @@ def _unwrap_torchlens() -> None:
     if sys.modules.get("torchlens") is None:
         return
     with contextlib.suppress(Exception):
-        from torchlens.backends.torch.wrappers import unwrap_torch
+        from torchlens.backends.torch.wrappers import unwrap_torch  # lazy: torchlens is an optional peer
 
         unwrap_torch()
 
@@ -183,7 +187,7 @@ def recording_figures(n_images: int = 10_000, depth: int = 8, batch_size: int = 
                 figures[f"record_{lib}_matches"] = all(torch.allclose(check[n], reference[n], atol=1e-6) for n in reference)
             times = []
             for _ in range(repeats):
-                elapsed, acts = _timed(lambda: record(lib, model, images, batch_size))
+                elapsed, acts = _timed(lambda lib=lib: record(lib, model, images, batch_size))
                 times.append(elapsed)
                 del acts
             seconds[lib] = statistics.median(times)
@@ -208,10 +212,8 @@ def recording_figures(n_images: int = 10_000, depth: int = 8, batch_size: int = 
 
 def lucent_actmax(model: torch.nn.Module, layer: str, channels: list[int], steps: int, seed: int = 0) -> list:
     """torch-lucent's render_vis, one channel per call, on a grey 28x28 image (its images, one per channel)."""
-    import numpy as np
-
     render = _import("lucent")
-    from lucent.optvis import param, transform
+    from lucent.optvis import param, transform  # lazy: lucent is an optional peer (pip install 'replearn[peers]')
 
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -224,8 +226,6 @@ def lucent_actmax(model: torch.nn.Module, layer: str, channels: list[int], steps
 
 def actmax_figures(steps: int = 256, lucent_channels: int = 4, lucent_steps: int = 64, seed: int = 0) -> dict:
     """(b): per channel-step milliseconds of replearn (all channels at once) and Lucent (one channel per call)."""
-    from replearn.actmax.ascent import maximize_activations
-
     torch.manual_seed(seed)
     model, layer = CNN(depth=4).eval(), "blocks.1"
     # Untimed warm-up: the first optimizer step pays one-time imports (torch._dynamo) for whoever runs first.
@@ -251,8 +251,6 @@ def actmax_figures(steps: int = 256, lucent_channels: int = 4, lucent_steps: int
 
 def torch_cka_grid(model: torch.nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     """torch_cka's within-model grid over ``model.layer_names()`` (unbiased minibatch HSIC)."""
-    import copy
-
     module = _import("torch_cka")
     names = model.layer_names()
     model = copy.deepcopy(model)  # torch_cka's hooks are never removed
@@ -264,10 +262,9 @@ def torch_cka_grid(model: torch.nn.Module, images: torch.Tensor, batch_size: int
     return cka.export()["CKA"]
 
 
-def replearn_cka_grids(model: torch.nn.Module, images: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, float, torch.Tensor, float]:
+def replearn_cka_grids(model: torch.nn.Module, images: torch.Tensor,
+                       batch_size: int) -> tuple[torch.Tensor, float, torch.Tensor, float]:
     """(full-batch grid as the analysis computes it, its seconds, minibatch grid, its seconds)."""
-    from replearn.analysis.cka import CentredLayers, MinibatchCKA
-
     def full():
         feats = capture_activations(model, images, layers=model.layer_names(), batch_size=batch_size, normalize=normalize)
         return CentredLayers({k: v.flatten(1) for k, v in feats.items()}, dtype=torch.float32).grid()
@@ -312,8 +309,6 @@ def cka_figures(n_images: int = 2000, depth: int = 10, batch_size: int = 500, se
 
 def train_figures(cfg) -> dict:
     """(d): one epoch of replearn's loop and of the pytorch/examples pipeline (the ``train`` suite's pieces)."""
-    from replearn.bench.train import examples_epoch, replearn_epoch
-
     ours, _ = replearn_epoch(cfg)
     theirs, _ = examples_epoch(cfg)
     return {

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import platform
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
+from replearn.bench.machine import describe_load, load_average, matmul_gflops
 from replearn.errors import ReplearnError
 
 SUITES = ("train", "viz", "analysis", "dissection", "threads", "loggers", "gpu", "peers")
@@ -28,15 +30,12 @@ def cpu_name() -> str:
 
 def machine(threads: int | None = None) -> str:
     """A short description of the machine the figures come from; ``threads``: those the suite used."""
-    import os
-
     threads = torch.get_num_threads() if threads is None else threads
     return f"{cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {threads} thread{'s' if threads != 1 else ''}"
 
 
 def _probe(threads: int) -> float:
-    from replearn.bench.analysis import matmul_gflops
-
+    """The busy check's probe (the caller has set torch to ``threads`` threads)."""
     return matmul_gflops()
 
 
@@ -50,8 +49,6 @@ def run_suite(cfg: DictConfig, output_dir: Path) -> dict:
     if reason:  # e.g. suite=gpu without a GPU: one line, nothing measured, nothing written
         print(reason)
         return {"skipped": reason}
-    from replearn.bench.machine import describe_load, load_average
-
     load_before = load_average()
     results = module.run(cfg)
     # Threads, load and the probe are read after the suite: what it actually ran on.

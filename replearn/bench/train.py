@@ -24,27 +24,17 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch.utils.flop_counter import FlopCounterMode
 
+from replearn.bench.machine import matmul_gflops
 from replearn.bench.probe import layer_probe
 from replearn.data import DATASETS, FILES, load_splits
 from replearn.device import resolve_device, seed_everything
-from replearn.models import build_model
-from replearn.training.loop import _train_epoch, build_optimizer, build_training_model, model_kwargs
+from replearn.models import build_model_from_config
+from replearn.training.loop import TrainState, build_training_model, train_epoch
+from replearn.training.optim import build_optimizer
 
 TARGET_RATIO = 8.0
 #: An epoch's rate as a share of the same-shape layer probe (replearn.bench.probe): issue 12's targets.
 TARGET_PROBE_FRACTION = {"mlp": 0.85, "cnn": 0.75}
-
-
-def matmul_gflops(size: int = 2048, repeats: int = 5) -> list[float]:
-    """float32 GFLOP/s of ``repeats`` square matmuls on this machine."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b  # warm-up
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        rates.append(2 * size**3 / (time.perf_counter() - start) / 1e9)
-    return rates
 
 
 def train_flops_per_sample(model: torch.nn.Module, batch: int = 64) -> float:
@@ -66,7 +56,7 @@ def replearn_epoch(cfg: DictConfig) -> tuple[float, int]:
     optimizer = build_optimizer(cfg.optim, model.parameters())
     train_x = splits.normalize(splits.train_x)
     start = time.perf_counter()
-    row = _train_epoch(cfg, model, optimizer, None, train_x, splits, shuffle_gen, device, 1, {})
+    row = train_epoch(cfg, TrainState(model, optimizer, None, shuffle_gen, device), train_x, splits)
     return time.perf_counter() - start, round(row["samples_per_s"] * row["epoch_seconds"])
 
 
@@ -89,8 +79,9 @@ def _torchvision_root(cfg: DictConfig) -> tuple[Path, Path | None]:
 
 def examples_epoch(cfg: DictConfig) -> tuple[float, int]:
     """Seconds and samples of one epoch of the pytorch/examples-style pipeline."""
+    # lazy: torchvision is the baseline's library, not replearn's; importing it costs start-up for every other suite
     import torchvision.datasets as tvd
-    from torchvision import transforms
+    from torchvision import transforms  # lazy: as above
 
     root, cleanup = _torchvision_root(cfg)
     try:
@@ -99,7 +90,7 @@ def examples_epoch(cfg: DictConfig) -> tuple[float, int]:
         dataset = getattr(tvd, DATASETS[cfg.data.name][0])(str(root), train=True, download=False, transform=transform)
         loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.baseline_batch_size, shuffle=True)
         seed_everything(cfg.seed)
-        model = build_model(**model_kwargs(cfg.model))
+        model = build_model_from_config(cfg.model)
         optimizer = build_optimizer(cfg.optim, model.parameters())
         model.train()
         samples, start = 0, time.perf_counter()
@@ -136,8 +127,8 @@ def measure(cfg: DictConfig, threads: int) -> dict:
     base_seconds, base_samples = examples_epoch(cfg)
     base_rate = base_samples / base_seconds
     achieved = flops * ours_rate / 1e9
-    # Probes before and after the loops; the median resists a noisy neighbour.
-    matmul_rate = statistics.median(matmul + matmul_gflops(cfg.matmul_size))
+    # Probes before and after the loops, each a median of several runs: they resist a noisy neighbour.
+    matmul_rate = statistics.median([matmul, matmul_gflops(cfg.matmul_size)])
     probe_rate = statistics.median([before["gflops"], probe()["gflops"]])
     target = TARGET_PROBE_FRACTION[cfg.model.name]
     return {
@@ -159,7 +150,7 @@ def measure(cfg: DictConfig, threads: int) -> dict:
 def run(cfg: DictConfig) -> dict:
     """Measure both loops and both probes on each thread count; return the figures."""
     counts = thread_counts(cfg)
-    model = build_model(**model_kwargs(cfg.model))
+    model = build_model_from_config(cfg.model)
     figures = {
         "model": f"{cfg.model.name} depth={cfg.model.depth}",
         # Every count measured; the busy check probes the largest (report.describe_load).

@@ -22,6 +22,9 @@ from pathlib import Path
 import torch
 
 from replearn.actmax.ascent import maximize_activations
+from replearn.actmax.choice import DEFAULT_WEIGHTS
+from replearn.actmax.priors import fit_prior
+from replearn.data import load_raw
 from replearn.models import CNN
 from replearn.recording.hooks import capture_activations
 
@@ -40,8 +43,6 @@ def bench_images(n: int = 10_000, seed: int = 0) -> tuple[torch.Tensor, str]:
     """(images uint8 (n, 1, 28, 28), source): the MNIST test set if found, else seeded random pixels."""
     root = os.environ.get("REPLEARN_DATA_DIR")
     if root and (Path(root) / "MNIST" / "raw").is_dir():
-        from replearn.data import load_raw
-
         images = load_raw("mnist", root)["test_images"][:n].unsqueeze(1)
         if len(images) == n:
             return images, "mnist test"
@@ -53,8 +54,6 @@ def train_images(seed: int = 0) -> tuple[torch.Tensor, str]:
     """(uint8 (N, 1, 28, 28), source): the MNIST training images if found, else 20k seeded random ones."""
     root = os.environ.get("REPLEARN_DATA_DIR")
     if root and (Path(root) / "MNIST" / "raw").is_dir():
-        from replearn.data import load_raw
-
         return load_raw("mnist", root)["train_images"].unsqueeze(1), "mnist train"
     gen = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (20_000, 1, 28, 28), dtype=torch.uint8, generator=gen), "random uint8"
@@ -62,9 +61,6 @@ def train_images(seed: int = 0) -> tuple[torch.Tensor, str]:
 
 def bench_prior(seed: int = 0) -> dict:
     """Time (c), (d) and (e): fitting the prior, 10 class prototypes and 64 channels with it."""
-    from replearn.actmax.choice import DEFAULT_WEIGHTS
-    from replearn.actmax.priors import fit_prior
-
     images, source = train_images(seed)
     start = time.perf_counter()
     prior = fit_prior(images, "mnist", seed=seed)

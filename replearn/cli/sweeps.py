@@ -12,16 +12,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-log = logging.getLogger("replearn.sweep")
+from replearn.cli.job import in_multirun
+from replearn.runs.layout import SWEEP_PROGRESS, read_sweep_progress
 
-PROGRESS_NAME = "sweep_progress.jsonl"
+log = logging.getLogger("replearn.sweep")
 
 
 def single_run_warning(config: DictConfig) -> str | None:
@@ -39,8 +42,6 @@ def single_run_warning(config: DictConfig) -> str | None:
 
 def count_jobs(config: DictConfig) -> int:
     """How many jobs the basic sweeper will launch: the product of the swept values' counts."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     lines: dict[str, str] = {}
     params = config.hydra.sweeper.get("params") or {}
     for key, value in params.items():
@@ -79,23 +80,6 @@ def _append(path: Path, row: dict) -> None:
         os.close(fd)
 
 
-def _rows(path: Path) -> list[dict]:
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
-def _is_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 class SweepProgress(Callback):
     """Hydra callback: per-job line prefixes and N/M done with an ETA (multirun); a warning when a
     sweep config runs as a single job."""
@@ -103,19 +87,17 @@ class SweepProgress(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         warning = single_run_warning(config)
         if warning:
-            import sys
-
             print(warning, file=sys.stderr, flush=True)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         total = count_jobs(config)
-        (sweep_dir / PROGRESS_NAME).write_text(json.dumps({"start": time.time(), "total": total}) + "\n")
+        (sweep_dir / SWEEP_PROGRESS).write_text(json.dumps({"start": time.time(), "total": total}) + "\n")
         print(f"sweep of {total} jobs -> {sweep_dir}", flush=True)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if not _is_multirun():
+        if not in_multirun():
             return
         prefix = str(config.hydra.job.override_dirname) or f"job {config.hydra.job.num}"
         formatter = logging.Formatter(f"[{prefix}] %(message)s")
@@ -124,14 +106,14 @@ class SweepProgress(Callback):
                 handler.setFormatter(formatter)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        if not _is_multirun():
+        if not in_multirun():
             return
-        path = Path(str(config.hydra.runtime.output_dir)).parent / PROGRESS_NAME
+        path = Path(str(config.hydra.runtime.output_dir)).parent / SWEEP_PROGRESS
         if not path.is_file():
             return  # a launcher that puts jobs elsewhere: no count to keep
         status = getattr(getattr(job_return, "status", None), "name", "?")
         _append(path, {"job": str(config.hydra.job.override_dirname), "status": status, "time": time.time()})
-        rows = _rows(path)
+        rows = read_sweep_progress(path.parent)
         head = next((r for r in rows if "total" in r), None)
         if head is None:
             return

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
@@ -41,12 +42,9 @@ def validate_logger(cfg) -> None:
     for key in ("every_n_steps", "histogram_images", "filter_images", "embedding_images"):
         if int(cfg[key]) < 0:
             raise ReplearnError(f"logger.{key}={cfg[key]} is invalid: use 0 (off) or a positive integer")
-    if cfg.tensorboard:
-        import importlib.util
-
-        if importlib.util.find_spec("tensorboard") is None:
-            raise ReplearnError('logger=tensorboard needs the tensorboard package: pip install -e ".[tensorboard]" '
-                                "(or pip install tensorboard), or pick logger=csv")
+    if cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ReplearnError('logger=tensorboard needs the tensorboard package: pip install -e ".[tensorboard]" '
+                            "(or pip install tensorboard), or pick logger=csv")
     if cfg.wandb_mode not in ("online", "offline", "disabled"):
         raise ReplearnError(f"logger.wandb_mode={cfg.wandb_mode!r} is invalid: choose one of online, offline, disabled")
 

@@ -56,6 +56,10 @@ class DataConfig:
     # Only used by data=synthetic.
     num_train: int = 0
     num_test: int = 0
+    # Only used by data=shapes (replearn.shapes): image side in px, and the labelling: parts (the
+    # object, 8 classes) or strokes (the twin negative control, labelled by stroke statistics alone).
+    size: int = 28
+    labels: str = "parts"
 
 
 @dataclass
@@ -118,13 +122,16 @@ def register() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="model", name="mlp_schema", node=MLPConfig)
     cs.store(group="model", name="cnn_schema", node=CNNConfig)
-    # The data options live here rather than in configs/data/*.yaml: they are three presets of
+    # The data options live here rather than in configs/data/*.yaml: they are presets of
     # one schema, and a tracked folder named data/ reads as committed data.
     cs.store(group="data", name="mnist", node=DataConfig(name="mnist", max_shift=2))
     cs.store(group="data", name="fashion_mnist", node=DataConfig(name="fashion_mnist"))
     # A small generated 28x28, 10-class dataset a network can learn: for fast tests.
     cs.store(group="data", name="synthetic",
              node=DataConfig(name="synthetic", val_size=500, num_train=3000, num_test=1000))
+    # The generated shapes world: lines -> parts -> objects, with exact concept masks (replearn.shapes).
+    # max_shift 0: a shift can push an object's strokes off the 28 px canvas.
+    cs.store(group="data", name="shapes", node=DataConfig(name="shapes", download=False))
     cs.store(group="optim", name="adam_schema", node=AdamConfig)
     cs.store(group="optim", name="sgd_schema", node=SGDConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)

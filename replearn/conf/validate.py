@@ -8,14 +8,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from replearn.conf.analysis import validate_analysis
 from replearn.conf.logger import validate_logger
 from replearn.errors import ReplearnError
-from replearn.models import ACTIVATIONS, INITS, NORMS
+from replearn.guards import check_training
 
-DATASETS = ("mnist", "fashion_mnist", "synthetic")
+DATASETS = ("mnist", "fashion_mnist", "synthetic", "shapes")
 SCHEDULES = ("none", "cosine", "onecycle")
 
 
@@ -69,6 +69,9 @@ def validate_train(cfg: DictConfig) -> None:
     else:
         _at_least(cfg, "model.channels", 1)
         _at_least(cfg, "model.max_channels", cfg.model.channels, "an integer (>= model.channels)")
+    # lazy: replearn.models imports torch (~1.4 s); composing a config (and --help) must not pay for it
+    from replearn.models import ACTIVATIONS, INITS, NORMS
+
     _choice(cfg, "model.activation", tuple(ACTIVATIONS))
     _choice(cfg, "model.norm", NORMS)
     _choice(cfg, "model.init", INITS)
@@ -86,7 +89,8 @@ def validate_train(cfg: DictConfig) -> None:
     _at_least(cfg, "trainer.threads", 0)
     _at_least(cfg, "trainer.augment_shift", 0)
     if cfg.trainer.augment_shift > 8:
-        _fail("trainer.augment_shift", cfg.trainer.augment_shift, "must be at most 8 pixels: a larger shift moves digits out of the image")
+        _fail("trainer.augment_shift", cfg.trainer.augment_shift,
+              "must be at most 8 pixels: a larger shift moves digits out of the image")
     _finite(cfg, "optim.lr")
     _finite(cfg, "optim.weight_decay")
     if cfg.optim.name == "adam":
@@ -105,15 +109,29 @@ def validate_train(cfg: DictConfig) -> None:
     if cfg.data.name == "synthetic":
         _at_least(cfg, "data.num_train", 2)
         _at_least(cfg, "data.num_test", 1)
+    _validate_shapes(cfg.data)
     device = str(cfg.device)
     if device != "auto" and not (device == "cpu" or device.startswith("cuda")):
         _fail("device", device, "use auto, cpu, cuda or cuda:N")
     validate_analysis(cfg.analysis)
-    from replearn.guards import check_training
-
     check_training(cfg)  # last: the memory estimate needs the checked sizes above
     if "logger" in cfg:
         validate_logger(cfg.logger)
+
+
+def _validate_shapes(data: DictConfig) -> None:
+    """data.size / data.labels: only data=shapes has them; training takes 28 px images."""
+    size, labels = data.get("size", 28), data.get("labels", "parts")
+    if data.name != "shapes":
+        if size != 28 or labels != "parts":
+            key, value = ("data.size", size) if size != 28 else ("data.labels", labels)
+            _fail(key, value, "only data=shapes has this key (keep 28 / parts, or pass data=shapes)")
+        return
+    if labels not in ("parts", "strokes"):
+        _fail("data.labels", labels, "choose one of parts, strokes (strokes = the twin labelled by stroke statistics)")
+    if size != 28:
+        _fail("data.size", size, "training takes 28x28 images (replearn.guards.check_images); for larger shapes "
+              "images call replearn.shapes.generate(n, seed, size=56) directly")
 
 
 def validate_bench(cfg: DictConfig) -> None:
@@ -126,8 +144,6 @@ def validate_bench(cfg: DictConfig) -> None:
 
 def validate_compare_depth(cfg: DictConfig) -> None:
     """scripts/compare_depth.py: a sweep folder is required."""
-    from omegaconf import OmegaConf
-
     if OmegaConf.is_missing(cfg, "sweep") or not str(cfg.sweep):
         raise ReplearnError("sweep is missing: pass sweep=<multirun folder> (e.g. sweep=multirun/depth_mlp) or sweep=latest")
     _at_least(cfg, "cross_cka_images", 0)

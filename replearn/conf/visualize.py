@@ -73,7 +73,8 @@ def validate_visualize(cfg: DictConfig) -> None:
     layers = cfg.layers
     if isinstance(layers, (list, ListConfig)):
         if not layers or not all(isinstance(name, str) for name in layers):
-            raise ReplearnError(f"layers={list(layers)!r} is invalid: use all or a non-empty list of layer names like [blocks.0,head]")
+            raise ReplearnError(f"layers={list(layers)!r} is invalid: "
+                                "use all or a non-empty list of layer names like [blocks.0,head]")
     elif layers != "all":
         raise ReplearnError(f"layers={layers!r} is invalid: use all or a list of layer names like [blocks.0,head]")
     device = str(cfg.device)

@@ -222,7 +222,7 @@ def dissect_layers(source: MapSource, concept_masks, settings: DissectionSetting
     sampled: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
     grid = torch.zeros(size, dtype=torch.bool)
     grid[::2, ::2] = True  # the pixels _sampled reads: computed gradient maps are only needed there
-    for start, stop, maps in source.chunks(limit=q_images, pixels_kept=grid):
+    for start, _stop, maps in source.chunks(limit=q_images, pixels_kept=grid):
         for name, m in maps.items():
             sampled[name].append(_sampled(m[: max(0, q_images - start)], size))
         chunks.update()

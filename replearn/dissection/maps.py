@@ -26,6 +26,7 @@ from torch import nn
 from torch.func import jvp, vmap
 
 from replearn.errors import ReplearnError
+from replearn.models import MLPBlock
 from replearn.recording.hooks import capture_activations, forward_until, model_device
 
 METHODS = ("auto", "activation", "grad_x_input")
@@ -109,8 +110,6 @@ def _mlp_grad_maps(model: nn.Module, layers: list[str], images: torch.Tensor, no
     With ``pixels_kept`` (bool (H, W)) only those pixels are computed (the rest are 0): the cost is
     proportional to the ink pixels kept.
     """
-    from replearn.models import MLPBlock
-
     b = images.shape[0]
     _, h, w = model.input_shape
     x = (normalize(images) if normalize is not None else images.float()).flatten(1)  # (B, P)

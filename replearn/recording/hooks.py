@@ -137,7 +137,8 @@ def check_images(images: torch.Tensor, what: str = "images") -> None:
     """Raise a one-line ReplearnError unless ``images`` is a non-empty (N, C, H, W) tensor."""
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ReplearnError(f"{what} must be a non-empty (N, C, H, W) tensor, got {shape}; add the channel axis with unsqueeze(1)")
+        raise ReplearnError(f"{what} must be a non-empty (N, C, H, W) tensor, got {shape}; "
+                            "add the channel axis with unsqueeze(1)")
 
 
 def capture_activations(
@@ -175,7 +176,8 @@ def capture_activations(
                     model(prepare_batch(images[start:stop], normalize, device))
                     missing = [name for name in names if name not in acts]
                     if missing:
-                        raise ReplearnError(f"layers {missing} did not run in the forward pass; pick from {', '.join(default_layers(model))}")
+                        raise ReplearnError(f"layers {missing} did not run in the forward pass; "
+                                            f"pick from {', '.join(default_layers(model))}")
                     pooled = {name: _pool(acts[name], pool) for name in names}
                 if not out:
                     # Allocated outside inference mode so callers may edit the results in place.

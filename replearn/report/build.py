@@ -27,6 +27,7 @@ from replearn.report.plots import (
 )
 from replearn.report.stats import mean_ci95, nanmean
 from replearn.runs.atomic import atomic_write
+from replearn.runs.layout import DEPTH_REPORT
 
 DECODABILITY, DISSECTION, ARCHITECTURE = ("Class decodability", "Dissection: what the units detect",
                                           "Architecture-dominated measures")
@@ -91,7 +92,7 @@ def compare_depth(cfg: DictConfig, output_dir: str | Path | None = None) -> Path
     """Write the depth report of ``cfg.sweep``; returns the path of its index.html."""
     sweep_dir = resolve_sweep_dir(cfg.sweep, cfg.root)
     records = collect_runs(sweep_dir)
-    out = Path(output_dir) if output_dir else sweep_dir / "depth_report"
+    out = Path(output_dir) if output_dir else sweep_dir / DEPTH_REPORT
     out.mkdir(parents=True, exist_ok=True)
     variants = _by_variant(records)
     cells = analysed_cells(records)
@@ -266,11 +267,12 @@ def _within_cka(cells_of: dict[str, list[Cell]], out: Path) -> list[tuple[str, s
 
 def _cross_depth_cka(variants: dict[str, list[RunRecord]], out: Path, cfg: DictConfig) -> list[tuple[str, str, str]]:
     """CKA between the layers of the shallowest and the deepest trained model of each variant."""
+    # lazy: torch and model loading (~2 s) only when cross-depth CKA is asked for (cross_cka_images > 0)
     import torch
 
-    from replearn.analysis.cka import cross_model_cka
-    from replearn.analysis.features import extract_features
-    from replearn.runs.load import load_run
+    from replearn.analysis.cka import cross_model_cka  # lazy: as above
+    from replearn.analysis.features import extract_features  # lazy: as above
+    from replearn.runs.load import load_run  # lazy: as above
 
     pairs = []
     for variant, runs in variants.items():

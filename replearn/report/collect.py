@@ -9,15 +9,28 @@ with the reason; a ``diverged`` run keeps that status. None is dropped.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from replearn.errors import ReplearnError
+from replearn.runs.layout import (
+    CHECKPOINT,
+    CONFIG,
+    DEPTH_REPORT,
+    FINAL,
+    HYDRA,
+    METRICS,
+    load_json,
+    read_analysis,
+    read_config,
+    read_metrics,
+    read_multirun,
+    read_overrides,
+)
 
 
 @dataclass
@@ -51,36 +64,6 @@ def variant_name(model_cfg: dict, overrides: list | None = None) -> str:
     return "+".join(parts) or "plain"
 
 
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, ValueError, yaml.YAMLError):  # ValueError: undecodable bytes
-        return None
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _read_metrics(path: Path) -> list[dict]:
-    rows = []
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return rows
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue  # a line torn by a kill mid-write
-        if isinstance(row, dict) and "epoch" in row:
-            rows.append(row)
-    return rows
-
-
 def _name_keys(path: Path) -> dict[str, str]:
     """``depth=8,seed=1,variant=plain`` (Hydra's override_dirname) -> its key/value pairs."""
     keys = {}
@@ -103,7 +86,7 @@ def _as_int(value: Any) -> int | None:
 
 
 # Files only a started run has; a folder with none of them (Hydra's .hydra/ from a failed start) is no run.
-RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoint.pt", "final.json")
+RUN_FILES = (CONFIG, METRICS, CHECKPOINT, FINAL)
 # An ``ok`` final.json from before exploding losses were caught: a test loss above 10x chance's ln(10).
 EXPLODED_TEST_LOSS = 10 * math.log(10)
 
@@ -123,7 +106,8 @@ def _judge(final: Any) -> tuple[str, str]:
     if not isinstance(acc, (int, float)) or isinstance(acc, bool) or not math.isfinite(acc):
         return "failed", f"final.json has test_acc {acc!r}"
     if isinstance(loss, (int, float)) and not (math.isfinite(loss) and loss <= EXPLODED_TEST_LOSS):
-        return "diverged", f"test loss {loss:.3g} (over {EXPLODED_TEST_LOSS:.3g}): the loss exploded although it was recorded as ok"
+        return "diverged", (f"test loss {loss:.3g} (over {EXPLODED_TEST_LOSS:.3g}): "
+                            "the loss exploded although it was recorded as ok")
     return "ok", ""
 
 
@@ -136,12 +120,9 @@ def read_run(path: Path) -> RunRecord | None:
     if not any((path / name).exists() for name in RUN_FILES):
         return None
     names = _name_keys(path)
-    cfg = _read_yaml(path / "config.yaml")
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict):
-        cfg = _read_yaml(path / ".hydra" / "config.yaml")
-    overrides = _read_yaml(path / ".hydra" / "overrides.yaml")
-    overrides = overrides if isinstance(overrides, list) else []
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict):
+    cfg = read_config(path) or read_config(path / HYDRA)
+    overrides = read_overrides(path) or []
+    if cfg is None:
         depth, seed = _as_int(names.get("depth")), _as_int(names.get("seed"))
         return RunRecord(path=path, status="failed", variant=names.get("variant", "unknown"),
                          depth=depth if depth is not None else 0, seed=seed if seed is not None else 0,
@@ -152,19 +133,19 @@ def read_run(path: Path) -> RunRecord | None:
         depth = _as_int(cfg.get("depth"))
     seed = _as_int(cfg.get("seed", 0))
     variant = variant_name(model_cfg, overrides)
-    final = _read_json(path / "final.json")
+    final = load_json(path / FINAL)  # the raw document: _judge says what is wrong with it
     status, error = _judge(final)
     if depth is None or depth < 1:
         status, error = "failed", f"config.yaml has depth {model_cfg.get('depth')!r}"
         depth = _as_int(names.get("depth")) or 0
     if seed is None:
         status, error, seed = "failed", f"config.yaml has seed {cfg.get('seed')!r}", 0
-    analysis = _read_json(path / "analysis.json")
+    analysis = read_analysis(path)
     return RunRecord(
         path=path, status=status, variant=variant, depth=depth, seed=seed,
         model=str(model_cfg.get("name", "")), final=final if isinstance(final, dict) else {},
-        metrics=_read_metrics(path / "metrics.jsonl") if status != "failed" or final is None else [],
-        analysis=analysis if isinstance(analysis, dict) else None, error=error,
+        metrics=read_metrics(path) if status != "failed" or final is None else [],
+        analysis=analysis, error=error,
     )
 
 
@@ -174,9 +155,7 @@ def expected_grid(sweep_dir: Path) -> list[dict[str, str]]:
     Hydra's sweeper takes the experiment's ``sweeper.params`` and lets the command line's task
     overrides replace them key by key, so ``variant=plain depth=1,4,8 seed=0`` asks for 3 runs.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    multirun = _read_yaml(sweep_dir / "multirun.yaml")
+    multirun = read_multirun(sweep_dir)
     hydra = multirun.get("hydra") if isinstance(multirun, dict) else None
     if not isinstance(hydra, dict):
         return []
@@ -207,7 +186,7 @@ def collect_runs(sweep_dir: str | Path) -> list[RunRecord]:
     if not sweep_dir.is_dir():
         raise ReplearnError(f"sweep={sweep_dir} is not a folder; pass a multirun folder or sweep=latest")
     records = []
-    for path in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name != "depth_report"
+    for path in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name != DEPTH_REPORT
                        and not p.name.startswith(".")):
         record = read_run(path)
         if record is not None:

@@ -111,7 +111,8 @@ def glance_section(claims: list[Claim]) -> Section | None:
         return None
     tables = [Table(["variant", "metric", "trained slope vs position [95% CI]", "control slope [95% CI]",
                      "trained − control slope (paired) [95% CI]",
-                     "vs control: cells above / below / same", "vs shuffled-label floor: above / below / same"], metric_rows, text_columns=2)]
+                     "vs control: cells above / below / same", "vs shuffled-label floor: above / below / same"],
+                     metric_rows, text_columns=2)]
     if order_rows:
         tables.append(Table(["variant", "network"] + [f"centroid: {name}" for name in LEVELS.values()]
                             + ["seeds with edges < parts < digits"], order_rows, text_columns=2,

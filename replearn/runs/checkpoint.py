@@ -10,8 +10,7 @@ import torch
 
 from replearn.errors import ReplearnError
 from replearn.runs.atomic import atomic_write
-
-CHECKPOINT_NAME = "checkpoint.pt"
+from replearn.runs.layout import CHECKPOINT
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -23,9 +22,9 @@ def checkpoint_path(spec: str | os.PathLike) -> Path:
     """A checkpoint file from a run folder or a checkpoint path."""
     path = Path(spec).expanduser()
     if path.is_dir():
-        path = path / CHECKPOINT_NAME
+        path = path / CHECKPOINT
     if not path.is_file():
-        raise ReplearnError(f"no checkpoint at {path}; pass a run folder written by scripts/train.py or its {CHECKPOINT_NAME}")
+        raise ReplearnError(f"no checkpoint at {path}; pass a run folder written by scripts/train.py or its {CHECKPOINT}")
     return path
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 from replearn.data import Splits, load_splits
 from replearn.errors import ReplearnError
 from replearn.guards import check_images, check_stored_model
-from replearn.models import LayeredModel, build_model
-from replearn.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from replearn.models import LayeredModel, build_model_from_config
+from replearn.runs.checkpoint import load_checkpoint
+from replearn.runs.layout import CHECKPOINT, FINAL, read_final
 
 
 @dataclass
@@ -31,10 +31,8 @@ class LoadedRun:
 
 
 def _finished_ok(run_dir: Path) -> bool:
-    try:
-        return json.loads((run_dir / "final.json").read_text()).get("status") == "ok"
-    except (OSError, ValueError, AttributeError):
-        return False
+    final = read_final(run_dir)
+    return final is not None and final.get("status") == "ok"
 
 
 def latest_run(root: str | os.PathLike = "outputs", pattern: str = "") -> Path:
@@ -45,17 +43,17 @@ def latest_run(root: str | os.PathLike = "outputs", pattern: str = "") -> Path:
     """
     root = Path(root)
     spec = "latest" + (f":{pattern}" if pattern else "")
-    runs = [p.parent for p in root.glob(f"**/{CHECKPOINT_NAME}") if pattern in str(p.parent.relative_to(root))]
+    runs = [p.parent for p in root.glob(f"**/{CHECKPOINT}") if pattern in str(p.parent.relative_to(root))]
     if not runs:
         matching = f" matching {pattern!r}" if pattern else ""
         raise ReplearnError(f"run={spec} found no run{matching} under {root.resolve()}; train one first "
                             "(python scripts/train.py depth=5) or pass run=<run dir>")
     finished = [d for d in runs if _finished_ok(d)]
     if not finished:
-        newest = max(runs, key=lambda d: (d / CHECKPOINT_NAME).stat().st_mtime)
+        newest = max(runs, key=lambda d: (d / CHECKPOINT).stat().st_mtime)
         raise ReplearnError(f"run={spec} found no finished run under {root.resolve()} ({len(runs)} in progress, "
                             f"stopped or diverged; the newest {newest}); wait for it to finish or pass run=<run dir>")
-    return max(finished, key=lambda d: (d / "final.json").stat().st_mtime)
+    return max(finished, key=lambda d: (d / FINAL).stat().st_mtime)
 
 
 def resolve_run_dir(spec: str | os.PathLike, root: str | os.PathLike = "outputs") -> Path:
@@ -64,10 +62,11 @@ def resolve_run_dir(spec: str | os.PathLike, root: str | os.PathLike = "outputs"
     if str(spec) == "latest" or str(spec).startswith("latest:"):
         return latest_run(root, str(spec).partition(":")[2])
     path = Path(spec).expanduser()
-    if path.is_file() and path.name == CHECKPOINT_NAME:
+    if path.is_file() and path.name == CHECKPOINT:
         path = path.parent
-    if not (path / CHECKPOINT_NAME).is_file():
-        raise ReplearnError(f"run={spec} is not a run folder (no {CHECKPOINT_NAME} in {path}); pass a folder written by scripts/train.py or run=latest")
+    if not (path / CHECKPOINT).is_file():
+        raise ReplearnError(f"run={spec} is not a run folder (no {CHECKPOINT} in {path}); "
+                            "pass a folder written by scripts/train.py or run=latest")
     return path
 
 
@@ -78,7 +77,7 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> 
     model far too big for this machine (``REPLEARN_FORCE_RESOURCES=1`` builds it anyway).
     """
     run_dir = resolve_run_dir(run_dir)
-    path = run_dir / CHECKPOINT_NAME
+    path = run_dir / CHECKPOINT
     state = load_checkpoint(run_dir, map_location=device)
     stored = state.get("config") if isinstance(state, dict) else None
     if not isinstance(stored, dict) or not isinstance(stored.get("model"), dict) or "model" not in state:
@@ -86,7 +85,7 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> 
     check_stored_model(stored["model"], str(path), torch.device(device).type)
     try:
         cfg = OmegaConf.create(stored)
-        model = build_model(**OmegaConf.to_container(cfg.model, resolve=True))
+        model = build_model_from_config(cfg.model)
         model.load_state_dict(state["model"])
     except Exception as exc:  # the stored config and weights come from a file: any mismatch is one line
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -16,16 +16,15 @@ import time
 from pathlib import Path
 
 from replearn.errors import ReplearnError
-
-LOCK_NAME = ".lock"
+from replearn.runs.layout import LOCK, load_json
 
 
 def _holder(path: Path) -> str:
+    info = load_json(path)
     try:
-        info = json.loads(path.read_text())
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["time"]))
         return f"pid {info['pid']} on host {info['host']} (since {since})"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, OverflowError, KeyError, TypeError):
         return "another process"  # it holds the lock but has not written its name yet
 
 
@@ -34,7 +33,7 @@ class RunLock:
 
     def __init__(self, run_dir: str | os.PathLike):
         self.dir = Path(run_dir)
-        self.path = self.dir / LOCK_NAME
+        self.path = self.dir / LOCK
         self.fd: int | None = None
 
     def acquire(self) -> RunLock:

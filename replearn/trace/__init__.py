@@ -6,6 +6,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from replearn.conf import CONFIG_DIR
+from replearn.errors import ReplearnError
+from replearn.runs.load import load_run, resolve_run_dir
 from replearn.trace.draw import draw_network
 from replearn.trace.model_trace import format_model_trace, plot_model_trace, trace_model
 from replearn.trace.network import format_trace, forward_trace, load_network
@@ -15,8 +18,6 @@ __all__ = ["trace", "draw_network", "forward_trace", "format_trace", "load_netwo
 
 
 def default_network() -> Path:
-    from replearn.conf import CONFIG_DIR
-
     return CONFIG_DIR / "networks" / "course_example.yaml"
 
 
@@ -39,9 +40,6 @@ def trace(cfg: DictConfig, output_dir: str | Path) -> str:
 
 
 def _trace_run(cfg: DictConfig):
-    from replearn.errors import ReplearnError
-    from replearn.runs.load import load_run, resolve_run_dir
-
     run = load_run(resolve_run_dir(cfg.run))
     splits = run.splits()
     if cfg.top_units < 1:

@@ -12,27 +12,30 @@ The training loop calls four methods of :class:`RunLoggers`: ``log_step`` (every
 from __future__ import annotations
 
 import csv
+import importlib.util
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 
 from replearn.errors import ReplearnError
+from replearn.recording.hooks import record_activations
+from replearn.runs.layout import METRICS_CSV, TENSORBOARD
 
 log = logging.getLogger(__name__)
-
-TENSORBOARD_DIR = "tensorboard"
-CSV_NAME = "metrics.csv"
 
 
 class CSVLogger:
     """``metrics.csv``: one row per epoch, rewritten whole so a resumed run stays consistent."""
 
     def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / CSV_NAME
+        self.path = Path(run_dir) / METRICS_CSV
 
     def log_epoch(self, history: list[dict], model, splits) -> None:
         columns = list(dict.fromkeys(key for row in history for key in row))
@@ -42,22 +45,16 @@ class CSVLogger:
             writer.writerows(history)
 
 
-def _first_layer_weights(model) -> torch.Tensor:
-    """The first block's weights as images (U, 1, h, w): MLP units as 28x28, CNN filters as kxk (channel mean)."""
-    block = model.blocks[0]
-    if hasattr(block, "conv"):
-        return block.conv.weight.detach().float().mean(1, keepdim=True).cpu()
-    weight = block.linear.weight.detach().float().cpu()  # (U, C*H*W)
-    return weight.reshape(len(weight), *model.input_shape).mean(1, keepdim=True)
-
-
 def _filter_grid(model, count: int) -> torch.Tensor:
-    """The first ``count`` first-layer units/filters tiled into one (1, H, W) image in [0, 1], grey = 0.
+    """The first ``count`` first-layer units/filters (channel mean) tiled into one (1, H, W) image in [0, 1], grey = 0.
 
-    Tiled here rather than with torchvision's make_grid or the matplotlib figures: importing
-    those costs seconds, more than a whole MLP epoch's logging budget.
+    Tiled here into a tensor rather than drawn as replearn.viz's matplotlib figure: TensorBoard
+    takes the image itself, and drawing a figure every epoch costs more than an MLP epoch's logging budget.
     """
-    weights = _first_layer_weights(model)[:count]  # (U, 1, h, w)
+    # lazy: replearn.viz imports matplotlib (0.3 s at start-up); only logger.filter_images needs it
+    from replearn.viz.weights import first_layer_weights
+
+    weights = first_layer_weights(model)[:count].float().mean(1, keepdim=True)  # (U, 1, h, w)
     if weights.shape[-1] < 14:
         # 3x3 filters would be 3 pixels wide in TensorBoard's image panel: enlarge them (nearest).
         factor = math.ceil(28 / weights.shape[-1])
@@ -78,6 +75,7 @@ class TensorBoardLogger:
 
     def __init__(self, run_dir: Path, cfg: DictConfig, model, splits, start_step: int):
         try:
+            # lazy: tensorboard is an optional dependency (the tensorboard extra)
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise ReplearnError(
@@ -86,7 +84,7 @@ class TensorBoardLogger:
             ) from None
         self.cfg = cfg.logger
         # purge_step drops events a killed run wrote after its last checkpoint, so a resumed run has no doubled steps.
-        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / TENSORBOARD_DIR),
+        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / TENSORBOARD),
                                     purge_step=start_step if start_step > 0 else None)
         self.steps_per_epoch = math.ceil(len(splits.train_x) / cfg.trainer.batch_size)
         n = min(int(self.cfg.histogram_images), len(splits.val_x))
@@ -152,9 +150,6 @@ def write_projector(log_dir: Path, step: int, feats: dict[str, torch.Tensor], la
     once per layer and format each float in Python (1.4 s per layer for 1,000 images here);
     sharing the sprite and letting numpy format the rows takes a fraction of that.
     """
-    import numpy as np
-    from PIL import Image
-
     base = f"{step:05d}"
     (log_dir / base).mkdir(parents=True, exist_ok=True)
     (log_dir / base / "metadata.tsv").write_text("".join(f"{label}\n" for label in labels))
@@ -181,8 +176,6 @@ def write_projector(log_dir: Path, step: int, feats: dict[str, torch.Tensor], la
 @torch.inference_mode()
 def _activations(model, x: torch.Tensor, pool: bool = False) -> dict[str, torch.Tensor]:
     """Every layer's output for ``x`` (CPU float; conv maps mean-pooled to (N, C) with ``pool``)."""
-    from replearn.recording.hooks import record_activations
-
     was_training = model.training
     model.eval()
     try:
@@ -198,7 +191,7 @@ class WandbLogger:
     """A Weights & Biases run (offline unless ``logger.wandb_mode=online``) in ``<run>/wandb/``."""
 
     def __init__(self, run_dir: Path, cfg: DictConfig):
-        import wandb  # the caller checked that it is installed
+        import wandb  # lazy: wandb is an optional dependency; the caller checked that it is installed
 
         self.wandb = wandb
         self.run = wandb.init(project=cfg.logger.wandb_project, dir=str(run_dir), mode=cfg.logger.wandb_mode,
@@ -263,8 +256,6 @@ def build_loggers(cfg: DictConfig, run_dir: str | Path, model, splits, start_epo
         start_step = (start_epoch - 1) * math.ceil(len(splits.train_x) / cfg.trainer.batch_size)
         loggers.append(TensorBoardLogger(run_dir, cfg, model, splits, start_step))
     if lcfg.wandb:
-        import importlib.util
-
         if importlib.util.find_spec("wandb") is None:
             log.warning("logger.wandb=true but the wandb package is not installed (pip install wandb): skipping it")
         else:
@@ -281,8 +272,6 @@ def console_logging() -> None:
     package = logging.getLogger("replearn")
     if logging.getLogger().handlers or package.handlers:
         return
-    import sys
-
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     package.addHandler(handler)

@@ -2,82 +2,42 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
 import time
-import warnings
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from replearn.data import Splits, load_splits
 from replearn.device import autocast_dtype, resolve_device, resolve_threads, seed_everything
 from replearn.errors import ReplearnError
 from replearn.guards import check_images, check_training
-from replearn.models import LayeredModel, build_model, count_parameters
-from replearn.runs.atomic import atomic_write, atomic_write_json
-from replearn.runs.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from replearn.models import LayeredModel, build_model_from_config, count_parameters
+from replearn.runs.checkpoint import save_checkpoint
+from replearn.runs.layout import ANALYSIS, CHECKPOINT
 from replearn.runs.lock import RunLock
 from replearn.training.augment import draw_shifts, shift_images
+from replearn.training.divergence import Diverged, divergence_advice, exploded
 from replearn.training.loggers import build_loggers, console_logging
-from replearn.training.resume import (
-    HISTORY_DIR,
-    RESUMES_NAME,
-    Start,
-    describe_changes,
-    prepare_start,
-    record_resume,
-    resume_target,
-)
+from replearn.training.optim import build_optimizer, build_scheduler
+from replearn.training.resume import Start, describe_changes, prepare_start, resume_target
+from replearn.training.state import TrainState
+from replearn.training.writer import RunWriter, clean_stale_temp, final_summary
+
+__all__ = ["Diverged", "TrainState", "build_training_model", "evaluate", "exploded", "train", "train_epoch"]
 
 log = logging.getLogger(__name__)
-
-FINISHED = ("ok", "diverged")
-
-
-class Diverged(Exception):
-    """The loss became NaN or infinite."""
-
-
-def model_kwargs(model_cfg: DictConfig) -> dict[str, Any]:
-    """Config keys equal constructor arguments; ``name`` picks the class."""
-    return OmegaConf.to_container(model_cfg, resolve=True)  # type: ignore[return-value]
 
 
 def build_training_model(cfg: DictConfig, device: torch.device) -> LayeredModel:
     """The configured model on ``device``, in the memory format it trains fastest in."""
-    model = build_model(**model_kwargs(cfg.model)).to(device)
+    model = build_model_from_config(cfg.model).to(device)
     return model.to(memory_format=model.training_memory_format)
-
-
-def build_optimizer(optim_cfg: DictConfig, params) -> torch.optim.Optimizer:
-    if optim_cfg.name == "adam":
-        # The fused kernel updates all parameters in one pass (~15% faster MLP epochs on 2 CPU cores).
-        return torch.optim.Adam(params, lr=optim_cfg.lr, betas=(optim_cfg.beta1, optim_cfg.beta2),
-                                weight_decay=optim_cfg.weight_decay, fused=True)
-    if optim_cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=optim_cfg.lr, momentum=optim_cfg.momentum,
-                               nesterov=optim_cfg.nesterov and optim_cfg.momentum > 0,
-                               weight_decay=optim_cfg.weight_decay)
-    raise ReplearnError(f"optim.name={optim_cfg.name!r} is invalid: choose one of adam, sgd")
-
-
-def build_scheduler(trainer_cfg: DictConfig, optimizer, lr: float, total_steps: int):
-    """Per-step schedule: none, cosine decay, or one-cycle (warm-up then anneal)."""
-    if trainer_cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    if trainer_cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=lr, total_steps=total_steps, pct_start=trainer_cfg.warmup_fraction
-        )
-    return None
 
 
 @torch.inference_mode()
@@ -110,68 +70,6 @@ def block_grad_norms(model: LayeredModel) -> dict[str, float]:
     return norms
 
 
-class RunWriter:
-    """Everything a run writes into its folder."""
-
-    def __init__(self, output_dir: Path):
-        self.dir = Path(output_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.metrics_path = self.dir / "metrics.jsonl"
-
-    def write_config(self, cfg: DictConfig) -> None:
-        atomic_write(self.dir / "config.yaml", lambda handle: handle.write(OmegaConf.to_yaml(cfg, resolve=True)))
-
-    def read_metrics(self) -> list[dict]:
-        """The epoch rows; a line torn by a kill mid-write (or any unreadable line) is dropped."""
-        if not self.metrics_path.exists():
-            return []
-        rows = []
-        for line in self.metrics_path.read_text(errors="replace").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and isinstance(row.get("epoch"), int):
-                rows.append(row)
-        return rows
-
-    def truncate_metrics(self, last_epoch: int) -> list[dict]:
-        """Keep the metrics of epochs <= last_epoch (those the checkpoint has seen)."""
-        kept = [m for m in self.read_metrics() if m["epoch"] <= last_epoch]
-        atomic_write(self.metrics_path, lambda handle: handle.write("".join(json.dumps(m) + "\n" for m in kept)))
-        return kept
-
-    def begin_fresh(self) -> None:
-        """Start over: results and resume records of an earlier run in this folder go (trainer.force=true)."""
-        for name in ("final.json", "analysis.json", RESUMES_NAME):
-            (self.dir / name).unlink(missing_ok=True)
-        shutil.rmtree(self.dir / HISTORY_DIR, ignore_errors=True)
-        self.truncate_metrics(0)
-
-    def begin_resume(self, start: Start) -> None:
-        """Record the resume (changes, the replaced config, earlier results); results the run will redo go."""
-        config = self.dir / "config.yaml"
-        old_text = config.read_text(errors="replace") if config.is_file() else None
-        record_resume(start.plan, old_text, start.final)
-        for name in ("final.json", "analysis.json"):
-            (self.dir / name).unlink(missing_ok=True)
-
-    def append_metrics(self, row: dict) -> None:
-        with open(self.metrics_path, "a") as handle:
-            handle.write(json.dumps(row) + "\n")
-
-    def write_json(self, name: str, payload: dict) -> None:
-        atomic_write_json(self.dir / name, payload, indent=2)
-
-    def write_curves(self, metrics: list[dict], title: str) -> None:
-        from replearn.viz.curves import plot_training_curves
-
-        if metrics:
-            # None (nothing measured, e.g. data.val_size=0) is drawn as a gap.
-            rows = [{k: math.nan if v is None else v for k, v in m.items()} for m in metrics]
-            plot_training_curves(rows, title=title).savefig(self.dir / "curves.png")
-
-
 def describe(cfg: DictConfig) -> str:
     m = cfg.model
     extras = [x for x in (m.norm if m.norm != "none" else "", "residual" if m.residual else "") if x]
@@ -196,8 +94,8 @@ def train(cfg: DictConfig, output_dir: str | Path) -> dict:
         if start.kind == "skip":
             log.info(start.message)
             clean_stale_temp(output_dir)
-            if start.final.get("status") == "ok" and cfg.analysis.enabled and not (output_dir / "analysis.json").is_file():
-                log.info(f"{output_dir} has no analysis.json (stopped before it was written): completing it")
+            if start.final.get("status") == "ok" and cfg.analysis.enabled and not (output_dir / ANALYSIS).is_file():
+                log.info(f"{output_dir} has no {ANALYSIS} (stopped before it was written): completing it")
                 resolve_threads(cfg.trainer.threads, resolve_device(cfg.device))  # as after training: same numbers
                 _maybe_analyze(cfg, output_dir)
             return start.final
@@ -205,11 +103,13 @@ def train(cfg: DictConfig, output_dir: str | Path) -> dict:
         try:
             return _train_locked(cfg, output_dir, start)
         except OSError as exc:  # a full disk, a folder made read-only mid-run
-            saved = (output_dir / CHECKPOINT_NAME).is_file()
+            saved = (output_dir / CHECKPOINT).is_file()
             raise ReplearnError(
                 f"cannot write {exc.filename or output_dir}: {exc.strerror or exc}; free disk space or fix the "
                 + (f"permissions, then continue with trainer.resume={output_dir}" if saved else "permissions, then run again")
             ) from None
+
+
 
 
 def _train_locked(cfg: DictConfig, output_dir: Path, start: Start) -> dict:
@@ -225,13 +125,14 @@ def _train_locked(cfg: DictConfig, output_dir: Path, start: Start) -> dict:
     steps_per_epoch = math.ceil(len(splits.train_x) / cfg.trainer.batch_size)
     optimizer = build_optimizer(cfg.optim, model.parameters())
     scheduler = build_scheduler(cfg.trainer, optimizer, cfg.optim.lr, steps_per_epoch * cfg.trainer.epochs)
-    start_epoch, metrics, extra = 1, [], {}
+    state = TrainState(model, optimizer, scheduler, shuffle_gen, device)
+    metrics: list[dict] = []
     if start.kind == "resume":
         writer.begin_resume(start)
-        start_epoch, metrics, extra, scheduler = _restore(cfg, start, model, optimizer, scheduler, shuffle_gen,
-                                                          writer, steps_per_epoch)
+        state.restore(cfg, start.state, start.plan, steps_per_epoch)
+        metrics = writer.truncate_metrics(state.epoch)
         changes = describe_changes(start.plan.changes)
-        log.info(f"resuming {output_dir} after epoch {start_epoch - 1}" + (f" with {changes}" if changes else ""))
+        log.info(f"resuming {output_dir} after epoch {state.epoch}" + (f" with {changes}" if changes else ""))
     else:
         writer.begin_fresh()
     writer.write_config(cfg)
@@ -240,21 +141,21 @@ def _train_locked(cfg: DictConfig, output_dir: Path, start: Start) -> dict:
     title = describe(cfg)
     log.info(f"{title}: {count_parameters(model):,} parameters, {len(train_x):,} training images on {device}"
              + (f", {threads.describe()}" if device.type == "cpu" else ""))
-    loggers = build_loggers(cfg, output_dir, model, splits, start_epoch)
+    loggers = build_loggers(cfg, output_dir, model, splits, state.epoch + 1)
     try:
-        for epoch in range(start_epoch, cfg.trainer.epochs + 1):
-            row = _train_epoch(cfg, model, optimizer, scheduler, train_x, splits, shuffle_gen, device, epoch, extra,
-                               on_step=loggers.log_step if loggers.wants_steps else None)
+        while state.epoch < cfg.trainer.epochs:
+            row = train_epoch(cfg, state, train_x, splits, on_step=loggers.log_step if loggers.wants_steps else None)
+            epoch = row["epoch"]
             # With data.val_size=0 there is nothing to measure: None, never a made-up 0.
             row["val_loss"], row["val_acc"] = evaluate(model, splits.val_x, splits.val_y, splits,
                                                        cfg.trainer.eval_batch_size) if len(splits.val_y) else (None, None)
-            reason = exploded(row, extra.get("initial_loss"), f"epoch {epoch}")
+            reason = exploded(row, state.extra.get("initial_loss"), f"epoch {epoch}")
             if reason:
                 raise Diverged(reason)  # before the checkpoint: the last good epoch stays saved
+            state.epoch = epoch
             metrics.append(row)
             writer.append_metrics(row)
-            save_checkpoint(_state(cfg, model, optimizer, scheduler, shuffle_gen, epoch, extra),
-                            output_dir / CHECKPOINT_NAME)
+            save_checkpoint(state.checkpoint(cfg), output_dir / CHECKPOINT)
             loggers.log_epoch(metrics, model, splits)
             log.info(
                 f"epoch {epoch}/{cfg.trainer.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
@@ -266,9 +167,9 @@ def _train_locked(cfg: DictConfig, output_dir: Path, start: Start) -> dict:
                 log.info(changed)
     except Diverged as exc:
         writer.write_curves(metrics, title)
-        final = _final(cfg, model, metrics, wall_start, status="diverged", extra=extra)
-        final["error"] = f"{exc}; {_divergence_advice(cfg, output_dir, metrics)}"
-        writer.write_json("final.json", final)
+        final = final_summary(cfg, model, metrics, wall_start, status="diverged", extra=state.extra)
+        final["error"] = f"{exc}; {divergence_advice(cfg, output_dir, metrics)}"
+        writer.write_final(final)
         loggers.close()
         raise ReplearnError(final["error"]) from None
     except KeyboardInterrupt:
@@ -279,32 +180,38 @@ def _train_locked(cfg: DictConfig, output_dir: Path, start: Start) -> dict:
     writer.write_curves(metrics, title)
     model = model.to(memory_format=torch.contiguous_format)  # what loggers and callers expect to read
     test_loss, test_acc = evaluate(model, splits.test_x, splits.test_y, splits, cfg.trainer.eval_batch_size)
-    reason = exploded({"test_loss": test_loss, "test_acc": test_acc}, extra.get("initial_loss"), "the end")
-    final = _final(cfg, model, metrics, wall_start, status="diverged" if reason else "ok", extra=extra)
+    reason = exploded({"test_loss": test_loss, "test_acc": test_acc}, state.extra.get("initial_loss"), "the end")
+    final = final_summary(cfg, model, metrics, wall_start, status="diverged" if reason else "ok", extra=state.extra)
     final.update(test_loss=test_loss, test_acc=test_acc)
     if reason:
-        final["error"] = f"{reason}; {_divergence_advice(cfg, output_dir, metrics)}"
-    writer.write_json("final.json", final)
+        final["error"] = f"{reason}; {divergence_advice(cfg, output_dir, metrics)}"
+    writer.write_final(final)
     if reason:
         loggers.close()
         raise ReplearnError(final["error"])
     loggers.log_end(model, splits, final)
     loggers.close()
-    log.info(f"test accuracy {100 * test_acc:.2f}%  (loss {test_loss:.4f})  wall time {final['wall_seconds']:.1f}s  -> {output_dir}")
+    log.info(f"test accuracy {100 * test_acc:.2f}%  (loss {test_loss:.4f})  wall time {final['wall_seconds']:.1f}s"
+             f"  -> {output_dir}")
     _maybe_analyze(cfg, output_dir)
     return final
 
 
-def _train_epoch(cfg, model, optimizer, scheduler, train_x, splits, shuffle_gen, device, epoch, extra,
-                 on_step=None) -> dict:
-    """One pass over the training set; ``on_step(global_step, scalars)`` is called after every step if given."""
+def train_epoch(cfg: DictConfig, state: TrainState, train_x: torch.Tensor, splits: Splits, on_step=None) -> dict:
+    """Train epoch ``state.epoch + 1``: one pass over ``train_x`` (normalized ``splits.train_x``); its metrics row.
+
+    ``on_step(global_step, scalars)`` is called after every step if given. The caller marks the epoch
+    finished (``state.epoch``) once it has accepted the row.
+    """
+    model, optimizer, scheduler, device, extra = state.model, state.optimizer, state.scheduler, state.device, state.extra
+    epoch = state.epoch + 1
     model.train()
     batch_size = cfg.trainer.batch_size
-    order = torch.randperm(len(train_x), generator=shuffle_gen).to(device)
+    order = torch.randperm(len(train_x), generator=state.shuffle_gen).to(device)
     memory_format = getattr(model, "training_memory_format", torch.contiguous_format)
     max_shift = cfg.trainer.get("augment_shift", 0)
     if max_shift:
-        shifts = draw_shifts(len(order), max_shift, shuffle_gen).to(device)  # (N, 2), one per position in order
+        shifts = draw_shifts(len(order), max_shift, state.shuffle_gen).to(device)  # (N, 2), one per position in order
         background = float(splits.normalize(torch.zeros((), dtype=torch.uint8)))
     amp_dtype = autocast_dtype(device)
     autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
@@ -360,141 +267,17 @@ def _train_epoch(cfg, model, optimizer, scheduler, train_x, splits, shuffle_gen,
     }
 
 
-def _state(cfg, model, optimizer, scheduler, shuffle_gen, epoch, extra) -> dict:
-    return {
-        "epoch": epoch,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "shuffle": shuffle_gen.get_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        },
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "extra": extra,
-    }
-
-
-def _restore(cfg, start: Start, model, optimizer, scheduler, shuffle_gen, writer, steps_per_epoch):
-    """Load the checkpoint's state; returns (first epoch to run, metrics so far, extra, scheduler).
-
-    Unchanged settings restore the optimizer and scheduler exactly (bit-identical continuation).
-    Re-planned settings (replearn.training.resume) keep the optimizer's moments, take the new
-    hyper-parameters, and rebuild the lr schedule for the new plan, stepped to where the run is.
-    """
-    state, plan = start.state, start.plan
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if plan.replan:
-        total = steps_per_epoch * cfg.trainer.epochs
-        saved = state.get("scheduler") or {}
-        done = saved.get("last_epoch", state["epoch"] * steps_per_epoch)
-        scheduler = replan_schedule(cfg, optimizer, total, done)
-    elif scheduler is not None and state["scheduler"] is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"]["torch"].cpu())
-    shuffle_gen.set_state(state["rng"]["shuffle"].cpu())
-    if state["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
-    metrics = writer.truncate_metrics(state["epoch"])
-    return state["epoch"] + 1, metrics, dict(state.get("extra") or {}), scheduler
-
-
-# Keys the lr schedulers add to the optimizer's param groups; dropped so a new schedule sets its own.
-_SCHEDULE_KEYS = ("initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum")
-
-
-def replan_schedule(cfg, optimizer, total_steps: int, steps_done: int):
-    """New hyper-parameters in the optimizer and a new schedule for ``total_steps``, advanced by ``steps_done``."""
-    for group in optimizer.param_groups:
-        for key in _SCHEDULE_KEYS:
-            group.pop(key, None)
-        group["lr"] = cfg.optim.lr
-        group["weight_decay"] = cfg.optim.weight_decay
-        if cfg.optim.name == "adam":
-            group["betas"] = (cfg.optim.beta1, cfg.optim.beta2)
-        else:
-            group["momentum"] = cfg.optim.momentum
-            group["nesterov"] = cfg.optim.nesterov and cfg.optim.momentum > 0
-    scheduler = build_scheduler(cfg.trainer, optimizer, cfg.optim.lr, total_steps)
-    if scheduler is not None:
-        with warnings.catch_warnings():  # stepping without optimizer.step() is the point here
-            warnings.simplefilter("ignore", UserWarning)
-            for _ in range(min(steps_done, total_steps)):
-                scheduler.step()
-    return scheduler
-
-
-# A loss this many times its value at the first step means the run blew up, NaN or not.
-EXPLODED_FACTOR = 10.0
-# At chance accuracy, a loss this many times the first-step loss is a blow-up too, not a slow start.
-CHANCE_FACTOR = 3.0
-
-
-def exploded(row: dict, initial_loss: float | None, when: str, num_classes: int = 10) -> str | None:
-    """Why ``row`` (``{split}_loss`` / ``{split}_acc``) shows a diverged run, or None if it does not."""
-    initial = initial_loss if initial_loss and math.isfinite(initial_loss) else math.log(num_classes)
-    for split in ("train", "val", "test"):
-        loss, acc = row.get(f"{split}_loss"), row.get(f"{split}_acc")
-        if loss is None:
-            continue
-        if not math.isfinite(loss) or loss > EXPLODED_FACTOR * initial:
-            return (f"{split} loss {loss:.3g} at {when} is over {EXPLODED_FACTOR:g}x the first step's {initial:.3g} "
-                    f"({split} accuracy {100 * acc:.1f}%): the run diverged")
-        if acc is not None and acc <= 1.5 / num_classes and loss > CHANCE_FACTOR * initial:
-            return (f"{split} accuracy {100 * acc:.1f}% is at chance with {split} loss {loss:.3g} at {when} "
-                    f"(over {CHANCE_FACTOR:g}x the first step's {initial:.3g}): the run diverged")
-    return None
-
-
-def _divergence_advice(cfg, output_dir: Path, metrics: list[dict]) -> str:
-    """What to do after a divergence; names a checkpoint only if one was saved."""
-    lower = f"{cfg.optim.lr / 10:g}"
-    if metrics:
-        return (f"the checkpoint of epoch {metrics[-1]['epoch']} is kept: continue from it and lower the learning rate "
-                f"(trainer.resume={output_dir} optim.lr={lower}), or start over with model.norm=batchnorm")
-    return (f"no epoch finished, so there is no checkpoint to resume: run again and lower the learning rate "
-            f"(optim.lr={lower}, was {cfg.optim.lr:g}) or add normalization (model.norm=batchnorm)")
-
-
 def _val_text(row: dict) -> str:
     if row["val_loss"] is None:
         return "val n/a (data.val_size=0)"
     return f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}"
 
 
-def clean_stale_temp(run_dir: Path) -> None:
-    """Remove temp files of atomic writes a killed process left behind (only the folder's owner calls this)."""
-    for path in Path(run_dir).glob(".*.tmp"):
-        if path.is_file():
-            path.unlink(missing_ok=True)
-
-
-def _final(cfg, model, metrics, wall_start, status, extra) -> dict:
-    measured = [m for m in metrics if m.get("val_acc") is not None]
-    best = max(measured, key=lambda m: m["val_acc"]) if measured else None
-    return {
-        "status": status,
-        "model": cfg.model.name,
-        "depth": cfg.model.depth,
-        "seed": cfg.seed,
-        "params": count_parameters(model),
-        "epochs_completed": len(metrics),
-        "val_acc": metrics[-1]["val_acc"] if metrics else None,
-        "best_val_acc": best["val_acc"] if best else None,
-        "best_epoch": best["epoch"] if best else None,
-        "train_seconds": sum(m["epoch_seconds"] for m in metrics),
-        "wall_seconds": time.perf_counter() - wall_start,
-        "grad_norms_init": extra.get("grad_norms_init"),
-        "grad_norms_final": extra.get("grad_norms_final"),
-    }
-
-
 def _maybe_analyze(cfg: DictConfig, output_dir: Path) -> None:
     if cfg.analysis.enabled:
+        # lazy: the analysis stack costs 0.2 s at start-up and only analysis.enabled=true runs need it
         from replearn.analysis.run import analyze_run
 
         log.info("analysing the trained network (analysis.enabled=true) ...")
         analyze_run(output_dir, cfg.analysis)
-        log.info(f"analysis -> {output_dir / 'analysis.json'}")
+        log.info(f"analysis -> {output_dir / ANALYSIS}")

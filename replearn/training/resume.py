@@ -30,11 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from replearn.errors import ReplearnError
 from replearn.runs.atomic import atomic_write
-
-RESUMES_NAME = "resumes.jsonl"
-HISTORY_DIR = "config_history"
+from replearn.runs.checkpoint import checkpoint_path, load_checkpoint
+from replearn.runs.layout import CHECKPOINT, CONFIG_HISTORY, RESUMES, read_config, read_final
 
 # Where a run's files are, how it is shown and run, and how to start it: not part of what it is.
 IGNORED = ("trainer.resume", "trainer.force", "trainer.force_resources", "trainer.progress", "trainer.threads",
@@ -108,7 +109,7 @@ def record_resume(plan: ResumePlan, old_config_text: str | None, previous_final:
         "schedule": "re-planned" if plan.replan else "restored",
     }
     if plan.changes and old_config_text is not None:
-        history = plan.run_dir / HISTORY_DIR
+        history = plan.run_dir / CONFIG_HISTORY
         history.mkdir(exist_ok=True)
         kept = history / f"config.{len(list(history.glob('config.*.yaml')))}.yaml"
         atomic_write(kept, lambda handle: handle.write(old_config_text))
@@ -116,24 +117,11 @@ def record_resume(plan: ResumePlan, old_config_text: str | None, previous_final:
     if previous_final:
         row["previous_final"] = {k: previous_final.get(k) for k in
                                  ("status", "epochs_completed", "test_acc", "test_loss", "error") if k in previous_final}
-    path = plan.run_dir / RESUMES_NAME
+    path = plan.run_dir / RESUMES
     # A kill mid-append leaves a torn last line; start on a fresh line so this row stays readable.
     torn = path.is_file() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
     with open(path, "a") as handle:
         handle.write(("\n" if torn else "") + json.dumps(row) + "\n")
-
-
-def read_resumes(run_dir: str | Path) -> list[dict]:
-    """The rows of ``<run>/resumes.jsonl`` (a torn last line is skipped)."""
-    path = Path(run_dir) / RESUMES_NAME
-    rows = []
-    if path.is_file():
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
 
 
 @dataclass
@@ -147,26 +135,6 @@ class Start:
     message: str = ""
 
 
-def read_final(run_dir: Path) -> dict | None:
-    """``final.json`` as a dict, or None if absent or unreadable (then the run is not finished)."""
-    try:
-        final = json.loads((Path(run_dir) / "final.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return final if isinstance(final, dict) else None
-
-
-def saved_config(run_dir: Path) -> dict | None:
-    """The run's resolved ``config.yaml`` as a dict, or None if absent or unreadable."""
-    import yaml
-
-    try:
-        cfg = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-    except (OSError, ValueError, yaml.YAMLError):
-        return None
-    return cfg if isinstance(cfg, dict) and isinstance(cfg.get("model"), dict) else None
-
-
 def prepare_start(cfg, run_dir: Path) -> Start:
     """Decide how ``train`` starts in ``run_dir``; reads only, so a refusal (ReplearnError) changes nothing.
 
@@ -174,10 +142,6 @@ def prepare_start(cfg, run_dir: Path) -> Start:
     with ``trainer.resume``). An unfinished run with a checkpoint continues from it (a sweep job that
     was killed), under the resume rule above; ``trainer.force=true`` starts over.
     """
-    from omegaconf import OmegaConf
-
-    from replearn.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint
-
     run_dir = Path(run_dir)
     explicit = bool(cfg.trainer.resume)
     if cfg.trainer.force and not explicit:
@@ -185,9 +149,9 @@ def prepare_start(cfg, run_dir: Path) -> Start:
     new = OmegaConf.to_container(cfg, resolve=True)
     final = read_final(run_dir)
     status = final.get("status") if final else None
-    checkpoint = run_dir / CHECKPOINT_NAME
+    checkpoint = run_dir / CHECKPOINT
     if status in ("ok", "diverged") and not explicit:
-        saved = saved_config(run_dir)
+        saved = read_config(run_dir)
         changes = config_changes(saved, new) if saved else {}
         if (changes or saved is None) and checkpoint.is_file():
             # config.yaml may be damaged (binary, depth: null): the checkpoint's copy has the last word.
@@ -224,11 +188,9 @@ def prepare_start(cfg, run_dir: Path) -> Start:
 
 def resume_target(spec: str) -> Path:
     """The run folder ``trainer.resume`` names (a folder or its checkpoint.pt); one line if there is nothing to resume."""
-    from replearn.runs.checkpoint import CHECKPOINT_NAME, checkpoint_path
-
     path = Path(spec).expanduser()
     final = read_final(path) if path.is_dir() else None
-    if final and not (path / CHECKPOINT_NAME).is_file():
+    if final and not (path / CHECKPOINT).is_file():
         raise ReplearnError(f"{path} {final.get('status')} before its first checkpoint, so there is nothing to resume; "
                             "start a new run instead (with a lower optim.lr if it diverged)")
     return checkpoint_path(spec).parent

@@ -6,6 +6,9 @@ from pathlib import Path
 
 from torch import nn
 
+from replearn.dissection import DissectionSettings, dissect_model
+from replearn.dissection.concept_cache import load_concept_masks
+from replearn.dissection.examples import top_labelled_units, unit_examples
 from replearn.visualize.page import PageFigure, PageSection
 from replearn.viz.dissection_plot import LEVEL_LABELS, plot_level_fractions, plot_unit_examples
 from replearn.viz.grid import DPI
@@ -22,10 +25,6 @@ def dissection_section(model: nn.Module, splits, layers: list[str], out: Path, n
 
     Returns the section and ``{layer: LayerDissection}`` of the model (for labels elsewhere on the page).
     """
-    from replearn.dissection import DissectionSettings, dissect_model
-    from replearn.dissection.concept_cache import load_concept_masks
-    from replearn.dissection.examples import top_labelled_units, unit_examples
-
     images, labels = splits.test_x[:n_images].cpu(), splits.test_y[:n_images].cpu()
     concepts = load_concept_masks(images, labels, list(splits.classes))
     settings = DissectionSettings(grad_images=min(1000, len(images)))

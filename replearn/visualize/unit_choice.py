@@ -6,9 +6,12 @@ from collections.abc import Sequence
 
 import torch
 
+from replearn.recording.hooks import resolve_layers
+from replearn.recording.receptive_field import receptive_field_box, receptive_fields
 from replearn.recording.topk import TopK
 from replearn.viz.grid import short_number
 from replearn.viz.summary import SummaryRow
+from replearn.viz.topk_plot import FAINT, context_crops
 
 
 def most_responsive(top: TopK, count: int) -> tuple[list[int], TopK]:
@@ -27,10 +30,6 @@ CONTEXT_SIDE = 14  # smallest top-k window (px): a 3x3 field is shown inside the
 
 def context_examples(images: torch.Tensor, top: TopK, model: torch.nn.Module, layer: str) -> tuple[torch.Tensor, str]:
     """Each conv maximum's window (receptive field bright, the digit around it faint) and the caption's note."""
-    from replearn.recording.hooks import resolve_layers
-    from replearn.recording.receptive_field import receptive_field_box, receptive_fields
-    from replearn.viz.topk_plot import FAINT, context_crops
-
     height = images.shape[-1]
     size = receptive_fields(model, height)[resolve_layers(model, [layer])[0]][0]
     side = min(height, max(CONTEXT_SIDE, 2 * size))

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -55,8 +56,9 @@ def embed_2d(features: torch.Tensor, method: str = "pca", seed: int = 0, tsne_it
     x = x - x.mean(0)
     if method == "pca":
         return principal_components(x, 2, seed).numpy()
+    # lazy: scikit-learn costs over half a second to import, and only t-SNE needs it (PCA runs in torch)
     from sklearn.manifold import TSNE
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # lazy: ships with scikit-learn, as above
 
     if d > 50:
         x = principal_components(x, min(50, n), seed)
@@ -95,8 +97,6 @@ def plot_embedding(
         ax = fig.add_subplot()
     else:
         fig = ax.figure
-    from matplotlib import colormaps
-
     palette = colormaps["tab10" if len(names) <= 10 else "tab20"]
     for c, name in enumerate(names):
         mask = lab == c

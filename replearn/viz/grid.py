@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -167,8 +168,6 @@ def _cmap_with_gaps(name: str, dark: bool = False):
 
     Light grey separates greyscale tiles; diverging maps are near-white at 0, so they get a darker grey.
     """
-    from matplotlib import colormaps
-
     return colormaps[name].with_extremes(bad="#a8a8a8" if dark else "#e4e7ec")
 
 

@@ -50,7 +50,6 @@ def plot_top_k(
             if is_dead:
                 examples[i] = float("nan")  # drawn as the empty-cell colour, not as arbitrary tied images
                 names[i] = f"{names[i].split(':')[0]}: dead"
-    h = examples.shape[-1]
     return block_grid(examples, block_labels=names, scale="shared", title=title,
                       cell_inches=0.45, ax=ax)
 

@@ -8,28 +8,10 @@ import torch
 import replearn.actmax.priors as priors
 from replearn.actmax.ascent import maximize_activations
 from replearn.actmax.priors import DataPrior, fit_prior, load_prior, prior_cache_path, random_transform
-from replearn.data import make_synthetic
 from replearn.errors import ReplearnError
 from replearn.models import MLP
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    from replearn.device import single_thread
-
-    with single_thread():  # small ops on a shared machine: a second thread only adds waiting
-        yield
-
-
-@pytest.fixture(scope="module")
-def splits():
-    return make_synthetic(num_train=400, num_test=100, val_size=50)
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("REPLEARN_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +53,7 @@ def test_densities(splits, fitted):
         prior.log_density(real, "laplace")
 
 
-def test_cached_once_and_corrupt_cache_rebuilt(splits, cache, monkeypatch, capsys):
+def test_cached_once_and_corrupt_cache_rebuilt(splits, cache_dir, monkeypatch, capsys):
     calls = []
     real_fit = priors.fit_prior
 
@@ -84,7 +66,7 @@ def test_cached_once_and_corrupt_cache_rebuilt(splits, cache, monkeypatch, capsy
     second = load_prior(splits, components=30)
     assert len(calls) == 1 and torch.equal(first.basis, second.basis)
     path = prior_cache_path(first.key)
-    assert path.is_file() and str(path).startswith(str(cache))
+    assert path.is_file() and str(path).startswith(str(cache_dir))
     path.write_bytes(b"not a torch file")
     third = load_prior(splits, components=30)
     assert len(calls) == 2 and torch.equal(third.basis, first.basis)
@@ -112,9 +94,9 @@ def test_prior_of_other_data_is_refused(fitted):
         maximize_activations(MLP(depth=1, width=8), "head", steps=2, param="pca", progress=False)
 
 
-def test_cache_of_other_dataset_is_not_reused(splits, cache):
+def test_cache_of_other_dataset_is_not_reused(splits, synthetic, cache_dir):
     a = load_prior(splits, components=20)
-    other = make_synthetic(num_train=400, num_test=100, val_size=50, seed=1)
+    other = synthetic(seed=1)
     other.name = "other"
     b = load_prior(other, components=20)
     assert a.key != b.key and b.dataset == "other"

@@ -12,27 +12,15 @@ from replearn.actmax.scoring import (
     score_prototypes,
     spectral_centroid,
 )
-from replearn.data import make_synthetic
 from replearn.errors import ReplearnError
 from replearn.models import MLP
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    from replearn.device import single_thread
-
-    with single_thread():
-        yield
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("REPLEARN_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("one_thread", "cache_dir")
 
 
 @pytest.fixture(scope="module")
-def splits():
-    return make_synthetic(num_train=1500, num_test=400, val_size=300)
+def splits(synthetic):
+    return synthetic(num_train=1500, num_test=400, val_size=300)  # the reference classifier needs more to learn from
 
 
 @pytest.fixture(scope="module")
@@ -148,25 +136,3 @@ def test_rank_prefers_targets_then_typical_prototypes():
     assert rank_key({**base, "all": 6, "typicality_gap": 45.0}) > rank_key(base)
     assert rank_key({**base, "typicality_gap": 10.0}) > rank_key({**base, "mean_confidence": 1.0})
     assert rank_key({**base, "typicality_gap": float("nan")}) < rank_key(base)
-
-
-def test_outputs_page_table_and_json(splits, tmp_path):
-    """The chosen prior's score table reaches the page section and actmax.json (NaN written as null)."""
-    import json
-
-    from replearn.actmax.choice import compare_priors, write_actmax_outputs
-    from replearn.visualize.page import write_page
-
-    model = MLP(depth=1, width=16).eval()
-    choice = compare_priors(model, splits, names=["pixel", "pca"], steps=4)
-    assert choice.name in ("pixel", "pca") and set(choice.scores) == {"pixel", "pca"}
-    choice.scores["pca"]["classes"][0]["centroid_percentile"] = float("nan")
-    section = write_actmax_outputs(choice, {"head": {"units": [0], "reached": 1}}, tmp_path, splits.classes)
-    data = json.loads((tmp_path / "actmax.json").read_text())
-    assert data["prior"] == choice.name and data["scores"]["pca"]["classes"][0]["centroid_percentile"] is None
-    assert data["layers"]["head"]["reached"] == 1 and (tmp_path / "actmax_priors.png").is_file()
-    header, *rows = section.table
-    assert "recognized (mean conf.)" in header and [r[0].split()[0] for r in rows] == ["pixel", "pca"]
-    assert sum("(chosen)" in r[0] for r in rows) == 1
-    page = write_page([section], tmp_path / "index.html").read_text()
-    assert "<table>" in page and "(chosen)" in page and "actmax_priors.png" in page

@@ -14,25 +14,13 @@ from replearn.analysis.complexity import (
 )
 from replearn.analysis.run import DISSECT_KEYS, analyze_model, analyze_run, as_analysis_config, random_init_control
 from replearn.analysis.trainability import dead_unit_fraction, gradient_norms
-from replearn.data import make_synthetic
 from replearn.errors import ReplearnError
 from replearn.models import build_model
 
-FAST = dict(n_train=300, n_eval=200, actmax_units=2, actmax_steps=3, erf_units=2, erf_images=4, grad_images=64)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many tiny ops: a second thread only adds waiting
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Many tiny ops: one thread avoids OpenMP stalls when other jobs share the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def splits():
-    return make_synthetic(num_train=400, num_test=200, seed=0, val_size=50)
+# Analysis settings small enough for a test (the splits fixture is 400 train, 200 test images).
+FAST_ANALYSIS = dict(n_train=300, n_eval=200, actmax_units=2, actmax_steps=3, erf_units=2, erf_images=4, grad_images=64)
 
 
 def test_participation_ratio_isotropic_and_rank_one():
@@ -129,7 +117,7 @@ def _check_block(block, n_layers, allow_null):
 def test_analyze_model_tiny_models(splits, name, kwargs):
     model = build_model(name, **kwargs)
     control = random_init_control(dict(name=name, **kwargs), seed=1)
-    result = analyze_model(model, splits, FAST, control=control)
+    result = analyze_model(model, splits, FAST_ANALYSIS, control=control)
     layers = result["layers"]
     assert layers == ["input", "blocks.0", "blocks.1", "blocks.2", "logits"]
     assert result["position"][0] == 0.0 and result["position"][-1] == 1.0
@@ -159,7 +147,7 @@ def test_analyze_model_skips_diverged_weights(splits):
     model = build_model("mlp", depth=2, width=16)
     with torch.no_grad():
         model.blocks[0].linear.weight[0, 0] = float("nan")
-    result = analyze_model(model, splits, dict(FAST, actmax_units=0, erf_units=0), control=None)
+    result = analyze_model(model, splits, dict(FAST_ANALYSIS, actmax_units=0, erf_units=0), control=None)
     assert result["trained"] is None and "non-finite" in result["trained_skipped"]
     json.dumps(result, allow_nan=False)
 
@@ -174,7 +162,7 @@ def test_analyze_run_writes_json(tmp_path, splits):
                                                                     "val_size": 50, "split_seed": 0}})
     model = random_init_control(model_cfg, seed=3)
     save_checkpoint({"model": model.state_dict(), "config": OmegaConf.to_container(cfg)}, tmp_path / "checkpoint.pt")
-    result = analyze_run(tmp_path, dict(FAST, n_eval=150))
+    result = analyze_run(tmp_path, dict(FAST_ANALYSIS, n_eval=150))
     saved = json.loads((tmp_path / "analysis.json").read_text())
     assert saved["layers"] == result["layers"] == ["input", "blocks.0", "blocks.1", "logits"]
     # The control is the same init as the "trained" weights here, so every layer matches itself.
@@ -185,7 +173,8 @@ def test_participation_ratio_from_cka_cache_matches_direct():
     from replearn.analysis.cka import CentredLayers
 
     gen = torch.Generator().manual_seed(1)
-    feats = {"a": torch.randn(400, 12, generator=gen) * torch.linspace(0.1, 2, 12), "wide": torch.randn(50, 80, generator=gen)[:, :].repeat(8, 1)}
+    feats = {"a": torch.randn(400, 12, generator=gen) * torch.linspace(0.1, 2, 12),
+             "wide": torch.randn(50, 80, generator=gen)[:, :].repeat(8, 1)}
     ratios = CentredLayers(feats).participation_ratios()
     fast = CentredLayers(feats, dtype=torch.float32).participation_ratios()
     for k, v in feats.items():
@@ -195,7 +184,7 @@ def test_participation_ratio_from_cka_cache_matches_direct():
 
 def test_minibatch_cka_on_unpooled_conv_maps(splits):
     model = build_model("cnn", depth=2, channels=4, max_channels=8)
-    cfg = dict(FAST, actmax_units=0, erf_units=0, cka_minibatch=True, cka_batch_size=50)
+    cfg = dict(FAST_ANALYSIS, actmax_units=0, erf_units=0, cka_minibatch=True, cka_batch_size=50)
     grid = torch.tensor(analyze_model(model, splits, cfg)["trained"]["cka"])
     assert grid.shape == (4, 4)
     assert torch.allclose(grid.diagonal(), torch.ones(4, dtype=grid.dtype), atol=1e-6)

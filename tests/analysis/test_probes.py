@@ -59,13 +59,12 @@ def test_probe_layers_handles_constant_and_nonfinite_layers():
         probe_layers(train, y[:400], evals, y[400:], method="svm")
 
 
-def test_ridge_probe_predicts_like_sklearns_ridge_classifier_at_its_lambda():
+def test_ridge_probe_predicts_like_sklearns_ridge_classifier_at_its_lambda(synthetic):
     """Oracle: scikit-learn's RidgeClassifier with the same strength on the same standardized features."""
     from replearn.bench.ridge import compare
-    from replearn.data import make_synthetic
 
     # 16 random features leave the synthetic classes far from separable (about 50% test accuracy),
     # so agreement is not the trivial agreement of two perfect classifiers.
-    figures = compare(make_synthetic(num_train=1500, num_test=500, seed=3), width=16, repeats=1)
+    figures = compare(synthetic(num_train=1500, num_test=500, val_size=500, seed=3), width=16, repeats=1)
     assert 0.2 < figures["ridge_test_acc_sklearn"] < 0.9
     assert figures["ridge_test_acc_replearn"] == pytest.approx(figures["ridge_test_acc_sklearn"], abs=0.004)

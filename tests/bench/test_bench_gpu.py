@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from helpers import run_script
+from helpers import FAST_ANY_MODEL, run_script
 from omegaconf import OmegaConf
 
 from replearn.bench import gpu
@@ -87,9 +87,7 @@ def test_epochs_to_99_sums_training_seconds_until_the_first_epoch_reaching_it():
 # The CUDA path's own pieces, run on CPU at small sizes: the same code, only the device differs.
 
 def test_train_figures_on_a_tiny_cpu_run(compose_cfg, capsys):
-    cfg = compose_cfg("train", ["data=synthetic", "data.num_train=600", "data.num_test=200", "data.val_size=100",
-                                "trainer.batch_size=64", "trainer.progress=false", "depth=2", "trainer.epochs=2",
-                                "device=cpu", "trainer.threads=1"])
+    cfg = compose_cfg("train", [*FAST_ANY_MODEL, "depth=2", "trainer.epochs=2", "device=cpu"])
     figures = gpu.train_figures("mlp", cfg)
     assert figures["mlp_setup"].endswith("fp32")  # autocast only on CUDA
     assert 0.0 <= figures["mlp_test_acc"] <= 1.0 and figures["mlp_wall_seconds"] > 0
@@ -98,13 +96,8 @@ def test_train_figures_on_a_tiny_cpu_run(compose_cfg, capsys):
     assert capsys.readouterr().out.startswith("mlp: ")
 
 
-def test_record_and_actmax_on_cpu_small(capsys, monkeypatch):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        figures = gpu.record_and_actmax(torch.device("cpu"), n_images=64, steps=4)
-    finally:
-        torch.set_num_threads(before)
+def test_record_and_actmax_on_cpu_small(capsys, monkeypatch, one_thread):
+    figures = gpu.record_and_actmax(torch.device("cpu"), n_images=64, steps=4)
     assert "all 9 layers, 64 " in figures["capture_setup"]
     assert "64 channels x 4 steps" in figures["actmax_setup"]
     assert figures["capture_seconds"] > 0 and figures["actmax_seconds"] > 0

@@ -1,4 +1,4 @@
-"""The bench's machine line: the threads the suite used, the load average, and the busy verdict."""
+"""The bench's machine line (the threads the suite used, the load average, the busy verdict) and the suite registry."""
 
 import os
 import types
@@ -6,15 +6,9 @@ import types
 import pytest
 import torch
 
-from replearn.bench import machine, report
+from replearn.bench import machine, report, threads
 from replearn.bench.machine import BUSY_LINE, busy_reasons, quiet_reference, thread_count
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+from replearn.conf.validate import validate_bench
 
 
 def test_busy_when_load_exceeds_cores_or_probe_below_half_of_reference():
@@ -37,15 +31,14 @@ def test_thread_count_prefers_what_the_suite_reports():
     assert thread_count({"threads": "auto"}) == 2
 
 
-def test_quiet_reference_is_the_best_probe_seen_before(tmp_path, monkeypatch):
-    monkeypatch.setenv("REPLEARN_CACHE_DIR", str(tmp_path))
+def test_quiet_reference_is_the_best_probe_seen_before(cache_dir):
     assert quiet_reference("cpu X", 1, 50.0) is None
     assert quiet_reference("cpu X", 1, 80.0) == 50.0
     assert quiet_reference("cpu X", 1, 20.0) == 80.0
     assert quiet_reference("cpu X", 2, 20.0) is None  # per thread count
     assert quiet_reference("cpu X", 1, 500.0, record=False) == 80.0  # taken on a loaded machine: not kept
     assert quiet_reference("cpu X", 1, 20.0) == 80.0
-    (tmp_path / "bench" / "matmul_reference.json").write_text("not json")
+    (cache_dir / "bench" / "matmul_reference.json").write_text("not json")
     assert quiet_reference("cpu X", 1, 30.0) is None  # a broken file is rebuilt, never trusted
 
 
@@ -62,8 +55,7 @@ def _fake_suite(monkeypatch, threads):
 
 
 @pytest.mark.parametrize("load, busy", [(0.1, False), ((os.cpu_count() or 1) + 1.0, True)])
-def test_report_prints_threads_used_load_and_busy_line(compose_cfg, tmp_path, capsys, monkeypatch, load, busy):
-    monkeypatch.setenv("REPLEARN_CACHE_DIR", str(tmp_path / "cache"))
+def test_report_prints_threads_used_load_and_busy_line(compose_cfg, tmp_path, capsys, monkeypatch, cache_dir, load, busy):
     torch.set_num_threads(2)
     _fake_suite(monkeypatch, 1)
     monkeypatch.setattr(machine.os, "getloadavg", lambda: (load, load, load))
@@ -81,8 +73,7 @@ def test_report_prints_threads_used_load_and_busy_line(compose_cfg, tmp_path, ca
     assert (tmp_path / "out" / "bench.json").is_file()
 
 
-def test_report_flags_a_slow_probe_against_the_reference(compose_cfg, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("REPLEARN_CACHE_DIR", str(tmp_path / "cache"))
+def test_report_flags_a_slow_probe_against_the_reference(compose_cfg, tmp_path, capsys, monkeypatch, cache_dir):
     _fake_suite(monkeypatch, 1)
     monkeypatch.setattr(machine.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
     rates = iter([100.0, 30.0])
@@ -92,3 +83,17 @@ def test_report_flags_a_slow_probe_against_the_reference(compose_cfg, tmp_path, 
     report.run_suite(compose_cfg("bench", ["suite=train"]), tmp_path / "b")
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith(BUSY_LINE) and "30.0" in last and "100.0" in last
+
+
+def test_bench_threads_suite_is_registered(compose_cfg, tmp_path, capsys, monkeypatch, cache_dir):
+    """suite=threads composes, is one of SUITES, and run_suite hands it to replearn.bench.threads.run."""
+    cfg = compose_cfg("bench", ["suite=threads"])
+    validate_bench(cfg)
+    assert "threads" in report.SUITES
+    calls = []
+    monkeypatch.setattr(threads, "run", lambda cfg: calls.append(cfg.suite) or {"threads": "1, 2", "work_seconds": 1.0})
+    monkeypatch.setattr(report, "_probe", lambda count: 100.0)
+    figures = report.run_suite(cfg, tmp_path / "out")
+    assert calls == ["threads"] and figures["work_seconds"] == 1.0 and figures["threads_used"] == 2
+    assert capsys.readouterr().out.startswith("== bench suite=threads ==")
+    assert (tmp_path / "out" / "bench.json").is_file()

@@ -16,13 +16,7 @@ from replearn.errors import ReplearnError
 from replearn.models import CNN, MLP
 from replearn.recording.hooks import capture_activations
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _hide(monkeypatch, *modules):
@@ -125,9 +119,9 @@ def test_memory_child_reports_a_positive_peak():
         assert 32 * 32 * 14 * 14 * 4 / 2**20 <= peak < 1024
 
 
-def test_run_suite_prints_every_section_and_the_machine_lines(compose_cfg, tmp_path, capsys, monkeypatch):
+def test_run_suite_prints_every_section_and_the_machine_lines(compose_cfg, tmp_path, capsys, monkeypatch, cache_dir):
     # The four sections at tiny sizes (the real ones take a minute); the epoch pair is stubbed: it needs MNIST.
-    monkeypatch.setenv("REPLEARN_CACHE_DIR", str(tmp_path / "cache"))  # the report records its matmul probe there
+    # The report records its matmul probe in cache_dir.
     monkeypatch.setattr(peers, "recording_figures", functools.partial(peers.recording_figures, n_images=16, depth=1,
                                                                         batch_size=8, memory=False))
     monkeypatch.setattr(peers, "actmax_figures", functools.partial(peers.actmax_figures, steps=2, lucent_channels=1,

@@ -21,23 +21,14 @@ def real_options(group: str) -> set[str]:
     return {name for name in files | stored if not name.endswith("_schema")}
 
 
-def help_template(config_name: str) -> str:
-    """The script's help text as Hydra renders it, before $CONFIG is filled in."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name, return_hydra_config=True)
-            return cfg.hydra.help.template.replace("${hydra.help.header}", cfg.hydra.help.header)
-    finally:
-        GlobalHydra.instance().clear()
+def help_template(cfg) -> str:
+    """The script's help text as Hydra renders it from its composed config, before $CONFIG is filled in."""
+    return cfg.hydra.help.template.replace("${hydra.help.header}", cfg.hydra.help.header)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_help_template_is_the_scripts_own(script):
-    text = help_template(script.removesuffix(".py"))
+def test_help_template_is_the_scripts_own(compose_cfg, script):
+    text = help_template(compose_cfg(script.removesuffix(".py"), return_hydra_config=True))
     assert "_schema" not in text and "$APP_CONFIG_GROUPS" not in text
     assert f"python scripts/{script}" in text.split("\n\n")[1]  # the usage line names this script
     if script != "train.py":

@@ -12,21 +12,6 @@ from replearn.errors import ReplearnError
 from replearn.runs.load import resolve_run_dir
 
 
-def _hydra_cfg(overrides):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    import replearn.conf  # noqa: F401
-    from replearn.conf import CONFIG_DIR
-
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            return compose("train", overrides=overrides, return_hydra_config=True)
-    finally:
-        GlobalHydra.instance().clear()
-
-
 def _with_task(cfg, task):
     from omegaconf import open_dict
 
@@ -35,17 +20,18 @@ def _with_task(cfg, task):
     return cfg
 
 
-def test_count_jobs_follows_the_sweep_and_the_command_line():
-    sweep = _hydra_cfg(["experiment=depth_mlp"])
+def test_count_jobs_follows_the_sweep_and_the_command_line(compose_cfg):
+    sweep = compose_cfg("train", ["experiment=depth_mlp"], return_hydra_config=True)
     assert count_jobs(sweep) == 3 * 8 * 3
     assert count_jobs(_with_task(sweep, ["experiment=depth_mlp", "depth=1,2", "seed=0"])) == 3 * 2 * 1
-    assert count_jobs(_with_task(_hydra_cfg([]), ["depth=1,2,3", "seed=0,1", "model=mlp"])) == 6
+    plain = compose_cfg("train", [], return_hydra_config=True)
+    assert count_jobs(_with_task(plain, ["depth=1,2,3", "seed=0,1", "model=mlp"])) == 6
 
 
-def test_single_run_warning_only_for_sweep_configs():
-    warning = single_run_warning(_hydra_cfg(["experiment=depth_mlp"]))
+def test_single_run_warning_only_for_sweep_configs(compose_cfg):
+    warning = single_run_warning(compose_cfg("train", ["experiment=depth_mlp"], return_hydra_config=True))
     assert warning.startswith("warning: experiment=depth_mlp is a sweep") and "-m experiment=depth_mlp" in warning
-    assert single_run_warning(_hydra_cfg(["depth=2"])) is None
+    assert single_run_warning(compose_cfg("train", ["depth=2"], return_hydra_config=True)) is None
 
 
 def test_progress_line():

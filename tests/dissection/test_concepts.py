@@ -231,7 +231,8 @@ def test_concept_list_levels_and_class_names():
     levels = [c.level for c in concepts]
     assert levels == sorted(levels) and set(levels) == set(LEVELS)
     names = [c.name for c in concepts]
-    for expected in ("edge_left", "edge_top_right", "stroke_diag_up", "endpoint", "junction", "corner", "curve", "loop", "digit_3"):
+    for expected in ("edge_left", "edge_top_right", "stroke_diag_up", "endpoint", "junction", "corner", "curve", "loop",
+                     "digit_3"):
         assert expected in names
     assert sum(c.level == 1 for c in concepts) == 12 and sum(c.level == 3 for c in concepts) == 10
     fashion = concept_list(["T-shirt/top", "Trouser", "Ankle boot"])
@@ -264,20 +265,14 @@ def test_blank_image_has_empty_masks():
 # ----------------------------------------------------------------------------- the cache
 
 
-@pytest.fixture
-def cache_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("REPLEARN_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
 def small_set():
     return stack(ring(), letter_l(), plus(), cross_x()), torch.tensor([0, 7, 4, 8])
 
 
-def test_second_load_is_a_cache_hit(cache_env, monkeypatch):
+def test_second_load_is_a_cache_hit(cache_dir, monkeypatch):
     images, labels = small_set()
     first = load_concept_masks(images, labels)
-    assert len(list((cache_env / "concepts").glob("*.pt"))) == 1
+    assert len(list((cache_dir / "concepts").glob("*.pt"))) == 1
 
     def fail(*args, **kwargs):
         raise AssertionError("rebuilt instead of read from the cache")
@@ -293,10 +288,10 @@ def test_second_load_is_a_cache_hit(cache_env, monkeypatch):
         load_concept_masks(images.flip(-1), labels)
 
 
-def test_corrupt_cache_file_is_rebuilt_with_one_warning(cache_env, capsys):
+def test_corrupt_cache_file_is_rebuilt_with_one_warning(cache_dir, capsys):
     images, labels = small_set()
     good = load_concept_masks(images, labels)
-    (path,) = (cache_env / "concepts").glob("*.pt")
+    (path,) = (cache_dir / "concepts").glob("*.pt")
     path.write_bytes(b"not a torch file")
     capsys.readouterr()
     again = load_concept_masks(images, labels)
@@ -308,10 +303,10 @@ def test_corrupt_cache_file_is_rebuilt_with_one_warning(cache_env, capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_cache_entry_of_the_wrong_shape_is_not_trusted(cache_env, capsys):
+def test_cache_entry_of_the_wrong_shape_is_not_trusted(cache_dir, capsys):
     images, labels = small_set()
     good = load_concept_masks(images, labels)
-    (path,) = (cache_env / "concepts").glob("*.pt")
+    (path,) = (cache_dir / "concepts").glob("*.pt")
     payload = torch.load(path, weights_only=True)
     payload["packed"] = payload["packed"][:10]
     torch.save(payload, path)
@@ -332,10 +327,10 @@ def test_unwritable_cache_dir_still_works(tmp_path, monkeypatch, capsys):
     assert len(err.strip().splitlines()) == 1 and "REPLEARN_CACHE_DIR" in err
 
 
-def test_use_cache_false_writes_nothing(cache_env):
+def test_use_cache_false_writes_nothing(cache_dir):
     images, labels = small_set()
     load_concept_masks(images, labels, use_cache=False)
-    assert not cache_env.exists()
+    assert not cache_dir.exists()
 
 
 # ----------------------------------------------------------------------------- real MNIST

@@ -86,9 +86,9 @@ def test_keeps_last_forward_single_name_request_order_and_cpu():
 
 def test_unknown_layer_lists_valid_names():
     model = MLP(depth=3, width=8)
-    with pytest.raises(ReplearnError, match=r"^unknown layer 'blocks.9'; valid layers: blocks.0, blocks.1, blocks.2, head$"):
-        with record_activations(model, ["blocks.0", "blocks.9"]):
-            pass
+    with (pytest.raises(ReplearnError, match=r"^unknown layer 'blocks.9'; valid layers: blocks.0, blocks.1, blocks.2, head$"),
+          record_activations(model, ["blocks.0", "blocks.9"])):
+        pass
     assert _no_hooks(model)
 
 

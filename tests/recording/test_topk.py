@@ -79,13 +79,13 @@ def test_crops_follow_receptive_field_boxes():
     for u in range(8):
         for j in range(3):
             y, x = top.positions[u, j].tolist()
-            t, l, b, r = receptive_field_box(model, layer, y, x)
+            t, left, b, r = receptive_field_box(model, layer, y, x)
             crop = crops[u, j, 0]
-            assert int((crop != 0).sum()) == (b - t) * (r - l)  # exactly the clipped area is filled
+            assert int((crop != 0).sum()) == (b - t) * (r - left)  # exactly the clipped area is filled
             oy, ox = [int(v) for v in (crop != 0).nonzero()[0]]
-            assert torch.equal(crop[oy:oy + b - t, ox:ox + r - l], images[top.indices[u, j], 0, t:b, l:r])
+            assert torch.equal(crop[oy:oy + b - t, ox:ox + r - left], images[top.indices[u, j], 0, t:b, left:r])
             # Padding sits on the clipped side: a box cut at the top starts lower in the crop.
-            assert oy == t - (y * 4 - 3) and ox == l - (x * 4 - 3)
+            assert oy == t - (y * 4 - 3) and ox == left - (x * 4 - 3)
     padded = crop_receptive_fields(images, top, model, layer, pad_to=11)
     assert padded.shape[-2:] == (11, 11)
     with pytest.raises(ReplearnError, match="pad_to"):

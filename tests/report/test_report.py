@@ -16,6 +16,11 @@ from replearn.report.collect import collect_runs, variant_name
 from replearn.report.stats import mean_ci95
 
 
+def _csv_rows(path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def _fake_run(folder, depth, seed, status="ok", test_acc=0.9, residual=False, final=True):
     folder.mkdir(parents=True)
     model = {"name": "mlp", "depth": depth, "width": 8, "norm": "none", "residual": residual}
@@ -56,10 +61,10 @@ def test_report_lists_every_run_even_without_analysis(tmp_path):
     _fake_run(tmp_path / "b", 3, 0, status="diverged", residual=True)
     cfg = OmegaConf.create({"sweep": str(tmp_path), "root": str(tmp_path), "cross_cka_images": 0, "progress": False})
     index = compare_depth(cfg)
-    rows = list(csv.DictReader(open(tmp_path / "depth_report" / "runs.csv")))
+    rows = _csv_rows(tmp_path / "depth_report" / "runs.csv")
     assert {(r["variant"], r["status"]) for r in rows} == {("plain", "ok"), ("residual", "diverged")}
     # No analysis anywhere: the per-layer table is empty but loadable (a header).
-    layers = list(csv.DictReader(open(tmp_path / "depth_report" / "summary.csv")))
+    layers = _csv_rows(tmp_path / "depth_report" / "summary.csv")
     assert layers == [] and "trained_vs_control" in (tmp_path / "depth_report" / "summary.csv").read_text()
     text = (tmp_path / "depth_report" / "summary.md").read_text()
     assert "residual depth 3 seed 0: diverged loss became nan" in text
@@ -81,7 +86,7 @@ def test_synthetic_sweep_end_to_end(tmp_path):
     index = compare_depth(cfg)
     out = tmp_path / "depth_report"
 
-    rows = list(csv.DictReader(open(out / "summary.csv")))
+    rows = _csv_rows(out / "summary.csv")
     probe = [r for r in rows if r["metric"] == "probe_eval_acc"]
     assert len(probe) == 2 * sum(d + 2 for d in (1, 2, 4))  # every layer of every analysed depth, per variant
     row = next(r for r in probe if (r["variant"], r["depth"], r["layer"]) == ("plain", "4", "blocks.3"))
@@ -94,7 +99,7 @@ def test_synthetic_sweep_end_to_end(tmp_path):
     assert row["trained_vs_control"] == "above 0" and float(row["floor_mean"]) < 0.15
     assert {r["metric"] for r in rows} >= {"class_selectivity", "dissect_fraction_l2", "dissect_mean_best_iou_l3",
                                           "erf_area", "cka_input"}
-    runs = {(r["variant"], r["depth"], r["seed"]): r["status"] for r in csv.DictReader(open(out / "runs.csv"))}
+    runs = {(r["variant"], r["depth"], r["seed"]): r["status"] for r in _csv_rows(out / "runs.csv")}
     assert runs[("plain", "8", "0")] == "diverged" and runs[("residual", "8", "0")] == "missing"
 
     md = (out / "summary.md").read_text()
@@ -127,11 +132,11 @@ def test_hand_edited_analysis_files_are_skipped_not_fatal(tmp_path):
     write_fake_run(tmp_path / "depth=2,seed=3", 2, 3, analysis=[1, 2])
     cfg = OmegaConf.create({"sweep": str(tmp_path), "root": str(tmp_path), "cross_cka_images": 0, "progress": False})
     compare_depth(cfg)
-    rows = list(csv.DictReader(open(tmp_path / "depth_report" / "summary.csv")))
+    rows = _csv_rows(tmp_path / "depth_report" / "summary.csv")
     probe = {r["layer"]: r for r in rows if r["metric"] == "probe_eval_acc"}
     assert probe["blocks.1"]["n_seeds"] == "1" and probe["logits"]["n_seeds"] == "2"
     assert probe["blocks.1"]["diff_pairs"] == "1"  # seed 1 has no control to pair with
-    runs = list(csv.DictReader(open(tmp_path / "depth_report" / "runs.csv")))
+    runs = _csv_rows(tmp_path / "depth_report" / "runs.csv")
     assert len(runs) == 4  # every run is still listed
 
 

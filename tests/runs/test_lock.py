@@ -10,7 +10,8 @@ import pytest
 from helpers import FAST, snapshot
 
 from replearn.errors import ReplearnError
-from replearn.runs.lock import LOCK_NAME, RunLock
+from replearn.runs.layout import LOCK
+from replearn.runs.lock import RunLock
 from replearn.training.loop import train
 
 HOLD = """
@@ -44,13 +45,11 @@ def test_lock_is_released_by_kill_9(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     with RunLock(tmp_path):  # no stale lock to clean up
-        assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+        assert json.loads((tmp_path / LOCK).read_text())["pid"] == os.getpid()
 
 
-def test_training_into_a_folder_in_use_is_refused_and_changes_nothing(compose_cfg, tmp_path):
-    run = tmp_path / "run"
-    cfg = compose_cfg("train", FAST + ["trainer.epochs=1"])
-    train(cfg, run)
+def test_training_into_a_folder_in_use_is_refused_and_changes_nothing(compose_cfg, trained_run, tmp_path):
+    run = trained_run(FAST + ["trainer.epochs=1"])
     before = snapshot(run)
     proc = _hold_in_subprocess(run)
     try:
@@ -62,7 +61,7 @@ def test_training_into_a_folder_in_use_is_refused_and_changes_nothing(compose_cf
     finally:
         proc.kill()
         proc.wait()
-    assert {k: v for k, v in snapshot(run).items() if k != LOCK_NAME} == \
-        {k: v for k, v in before.items() if k != LOCK_NAME}
+    assert {k: v for k, v in snapshot(run).items() if k != LOCK} == \
+        {k: v for k, v in before.items() if k != LOCK}
     # The lock is free again: the resume now goes through.
     assert train(more, tmp_path / "other")["epochs_completed"] == 2

@@ -5,18 +5,15 @@ import importlib.util
 import json
 
 import pytest
-from helpers import run_script
+from helpers import FAST_ANY_MODEL
 
 from replearn.data import load_splits
 from replearn.errors import ReplearnError
 from replearn.training.loop import train
 
-FAST = ["data=synthetic", "data.num_train=600", "data.num_test=200", "data.val_size=100",
-        "trainer.batch_size=64", "trainer.progress=false", "trainer.threads=1"]
-
 
 def test_csv_logger_matches_jsonl(compose_cfg, tmp_path):
-    cfg = compose_cfg("train", FAST + ["depth=1", "trainer.epochs=2", "logger=csv"])
+    cfg = compose_cfg("train", FAST_ANY_MODEL + ["depth=1", "trainer.epochs=2", "logger=csv"])
     train(cfg, tmp_path)
     jsonl = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     with open(tmp_path / "metrics.csv", newline="") as handle:
@@ -27,7 +24,7 @@ def test_csv_logger_matches_jsonl(compose_cfg, tmp_path):
 
 
 def test_default_logger_writes_no_extra_files(compose_cfg, tmp_path):
-    cfg = compose_cfg("train", FAST + ["depth=1", "trainer.epochs=1"])
+    cfg = compose_cfg("train", FAST_ANY_MODEL + ["depth=1", "trainer.epochs=1"])
     assert cfg.logger.name == "jsonl"
     train(cfg, tmp_path)
     assert (tmp_path / "metrics.jsonl").is_file()
@@ -39,7 +36,7 @@ def test_tensorboard_event_file_tags(compose_cfg, tmp_path, model):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    overrides = FAST + [f"model={model}", "depth=2", "trainer.epochs=2", "logger=tensorboard",
+    overrides = FAST_ANY_MODEL + [f"model={model}", "depth=2", "trainer.epochs=2", "logger=tensorboard",
                         "logger.every_n_steps=3", "logger.histogram_images=50", "logger.embedding_images=40"]
     if model == "cnn":
         overrides += ["model.channels=4", "model.max_channels=8"]
@@ -77,17 +74,17 @@ def test_tensorboard_missing_is_one_line(compose_cfg, monkeypatch):
 def test_wandb_absent_is_skipped(compose_cfg, tmp_path, caplog):
     if importlib.util.find_spec("wandb") is not None:
         pytest.skip("wandb is installed here; this checks the skip when it is not")
-    cfg = compose_cfg("train", FAST + ["depth=1", "trainer.epochs=1", "logger=wandb"])
+    cfg = compose_cfg("train", FAST_ANY_MODEL + ["depth=1", "trainer.epochs=1", "logger=wandb"])
     with caplog.at_level("WARNING", logger="replearn"):
         final = train(cfg, tmp_path)
     assert final["status"] == "ok"
     assert "wandb package is not installed" in caplog.text
 
 
-def test_train_log_has_one_line_per_epoch(tmp_path):
-    proc = run_script("train.py", *FAST, "depth=1", "trainer.epochs=2", f"hydra.run.dir={tmp_path}")
+def test_train_log_has_one_line_per_epoch(train_script_run):
+    proc, run_dir = train_script_run
     assert proc.returncode == 0, proc.stderr[-2000:]
-    log_lines = (tmp_path / "train.log").read_text().splitlines()
+    log_lines = (run_dir / "train.log").read_text().splitlines()
     assert [line.split(" - ", 1)[1][:9] for line in log_lines if " - epoch " in line] == ["epoch 1/2", "epoch 2/2"]
     assert "torch thread" in log_lines[0]
     # The console shows the same lines without the time stamps.

@@ -7,8 +7,9 @@ import yaml
 from helpers import FAST, snapshot
 
 from replearn.errors import ReplearnError
+from replearn.runs.layout import read_resumes
 from replearn.training.loop import exploded, train
-from replearn.training.resume import config_changes, read_resumes
+from replearn.training.resume import config_changes
 
 
 def _rows(run_dir):
@@ -31,10 +32,9 @@ def _interrupt_after(monkeypatch, epoch):
 
 
 @pytest.fixture
-def finished_run(compose_cfg, tmp_path):
-    run = tmp_path / "run"
-    train(compose_cfg("train", FAST + ["trainer.epochs=2"]), run)
-    return run
+def finished_run(trained_run):
+    """A finished 2-epoch run: trained once, each test gets its own copy (tmp_path/run)."""
+    return trained_run(FAST + ["trainer.epochs=2"])
 
 
 @pytest.mark.parametrize("override,key", [
@@ -56,13 +56,13 @@ def test_resume_with_a_fixed_setting_changed_refuses_and_touches_nothing(compose
     assert not (finished_run.parent / "ignored").exists()
 
 
-def test_extending_a_finished_run_replans_the_schedule_and_records_it(compose_cfg, finished_run, tmp_path):
+def test_extending_a_finished_run_replans_the_schedule_and_records_it(compose_cfg, finished_run, trained_run, tmp_path):
     old_config = (finished_run / "config.yaml").read_text()
     final = train(compose_cfg("train", FAST + ["trainer.epochs=3", f"trainer.resume={finished_run}"]), tmp_path / "x")
     assert final["status"] == "ok" and final["epochs_completed"] == 3
     # The new plan is a 3-epoch one-cycle schedule: the lr of epoch 3 is what a fresh 3-epoch run uses there.
-    train(compose_cfg("train", FAST + ["trainer.epochs=3"]), tmp_path / "fresh3")
-    assert _rows(finished_run)[2]["lr"] == pytest.approx(_rows(tmp_path / "fresh3")[2]["lr"], rel=1e-6)
+    fresh3 = trained_run(FAST + ["trainer.epochs=3"], "fresh3")
+    assert _rows(finished_run)[2]["lr"] == pytest.approx(_rows(fresh3)[2]["lr"], rel=1e-6)
     assert len(_rows(finished_run)) == 3
     # Recorded, not silently overwritten: the old config is kept and the change is listed.
     assert yaml.safe_load((finished_run / "config.yaml").read_text())["trainer"]["epochs"] == 3
@@ -116,9 +116,9 @@ def test_exploded_rule():
     assert exploded({"val_loss": None, "val_acc": None}, 2.3, "epoch 2") is None
 
 
-def test_killed_run_continues_from_its_own_checkpoint(compose_cfg, tmp_path, monkeypatch):
+def test_killed_run_continues_from_its_own_checkpoint(compose_cfg, trained_run, tmp_path, monkeypatch, capsys):
     cfg = compose_cfg("train", FAST + ["trainer.epochs=3"])
-    train(cfg, tmp_path / "full")
+    trained_run(FAST + ["trainer.epochs=3"], "full")
     restore = _interrupt_after(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "part")
@@ -126,8 +126,10 @@ def test_killed_run_continues_from_its_own_checkpoint(compose_cfg, tmp_path, mon
     (tmp_path / "part" / ".checkpoint.pt-stale.tmp").write_bytes(b"half a checkpoint")  # left by a kill -9
     with open(tmp_path / "part" / "metrics.jsonl", "a") as handle:
         handle.write('{"epoch": 2, "train_lo')  # a torn last line
+    capsys.readouterr()
     final = train(cfg, tmp_path / "part")  # the same command again, no trainer.resume
     assert final["epochs_completed"] == 3
+    assert f"warning: dropped 1 row of {tmp_path / 'part' / 'metrics.jsonl'}" in capsys.readouterr().err
     assert _rows(tmp_path / "part") == _rows(tmp_path / "full")
     assert not list((tmp_path / "part").glob(".*.tmp"))
     assert read_resumes(tmp_path / "part")[0]["schedule"] == "restored"

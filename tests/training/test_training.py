@@ -5,17 +5,12 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import run_script
+from helpers import FAST_ANY_MODEL
 
 from replearn.errors import ReplearnError
 from replearn.models import CNN, MLP
 from replearn.runs.load import load_run, resolve_run_dir
 from replearn.training.loop import train
-
-# One thread: auto threads follow the machine's load, and float sums differ between 1 and 2 threads,
-# which would make the bit-for-bit comparisons below depend on what else is running.
-FAST = ["data=synthetic", "data.num_train=600", "data.num_test=200", "data.val_size=100",
-        "trainer.batch_size=64", "trainer.progress=false", "trainer.threads=1"]
 
 
 def _metrics(run_dir):
@@ -40,11 +35,11 @@ def test_overfits_one_fixed_batch(model_cls):
 
 
 def test_same_seed_gives_identical_metrics(compose_cfg, tmp_path):
-    cfg = compose_cfg("train", FAST + ["depth=2", "trainer.epochs=2"])
+    cfg = compose_cfg("train", FAST_ANY_MODEL + ["depth=2", "trainer.epochs=2"])
     train(cfg, tmp_path / "a")
     train(cfg, tmp_path / "b")
     assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
-    other = compose_cfg("train", FAST + ["depth=2", "trainer.epochs=2", "seed=1"])
+    other = compose_cfg("train", FAST_ANY_MODEL + ["depth=2", "trainer.epochs=2", "seed=1"])
     train(other, tmp_path / "c")
     assert _metrics(tmp_path / "a") != _metrics(tmp_path / "c")
 
@@ -52,7 +47,7 @@ def test_same_seed_gives_identical_metrics(compose_cfg, tmp_path):
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
 def test_resume_matches_uninterrupted_run(compose_cfg, tmp_path, monkeypatch, model):
     # The CNN also shifts its training images: the shifts come from the run's generator, so they resume too.
-    base = FAST + [f"model={model}", "depth=2", "trainer.epochs=3",
+    base = FAST_ANY_MODEL + [f"model={model}", "depth=2", "trainer.epochs=3",
                    *(["model.width=32"] if model == "mlp" else ["model.channels=8", "trainer.augment_shift=2"])]
     train(compose_cfg("train", base), tmp_path / "full")
 
@@ -79,7 +74,7 @@ def test_resume_matches_uninterrupted_run(compose_cfg, tmp_path, monkeypatch, mo
 
 
 def test_divergence_stops_with_clear_message_and_keeps_checkpoint(compose_cfg, tmp_path):
-    cfg = compose_cfg("train", FAST + ["depth=8", "optim=sgd", "optim.lr=1e6", "trainer.schedule=none",
+    cfg = compose_cfg("train", FAST_ANY_MODEL + ["depth=8", "optim=sgd", "optim.lr=1e6", "trainer.schedule=none",
                                        "model.init=he", "trainer.epochs=2"])
     with pytest.raises(ReplearnError, match=r"loss became .* at epoch 1, step \d+.*lower the learning rate"):
         train(cfg, tmp_path)
@@ -88,7 +83,7 @@ def test_divergence_stops_with_clear_message_and_keeps_checkpoint(compose_cfg, t
 
 
 def test_checkpoint_loads_weights_only_and_rebuilds_model(compose_cfg, tmp_path):
-    cfg = compose_cfg("train", FAST + ["depth=2", "trainer.epochs=1"])
+    cfg = compose_cfg("train", FAST_ANY_MODEL + ["depth=2", "trainer.epochs=1"])
     train(cfg, tmp_path)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 1 and "optimizer" in state and "rng" in state
@@ -98,7 +93,7 @@ def test_checkpoint_loads_weights_only_and_rebuilds_model(compose_cfg, tmp_path)
 
 
 def test_finished_run_is_skipped(compose_cfg, tmp_path, caplog):
-    cfg = compose_cfg("train", FAST + ["depth=1", "trainer.epochs=1"])
+    cfg = compose_cfg("train", FAST_ANY_MODEL + ["depth=1", "trainer.epochs=1"])
     train(cfg, tmp_path)
     stamp = (tmp_path / "checkpoint.pt").stat().st_mtime_ns
     with caplog.at_level("INFO", logger="replearn"):
@@ -107,12 +102,12 @@ def test_finished_run_is_skipped(compose_cfg, tmp_path, caplog):
     assert (tmp_path / "checkpoint.pt").stat().st_mtime_ns == stamp
 
 
-def test_train_script_writes_every_output(tmp_path):
-    proc = run_script("train.py", *FAST, "depth=2", "trainer.epochs=2", f"hydra.run.dir={tmp_path}")
+def test_train_script_writes_every_output(train_script_run):
+    proc, run_dir = train_script_run
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name in ("config.yaml", "metrics.jsonl", "final.json", "checkpoint.pt", "curves.png", ".hydra/config.yaml"):
-        assert (tmp_path / name).is_file(), name
-    final = json.loads((tmp_path / "final.json").read_text())
+        assert (run_dir / name).is_file(), name
+    final = json.loads((run_dir / "final.json").read_text())
     assert final["status"] == "ok" and final["test_acc"] > 0.5  # synthetic classes are learnable
-    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
     assert "test accuracy" in proc.stdout

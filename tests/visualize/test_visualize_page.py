@@ -32,22 +32,14 @@ window.addEventListener("load", () => {
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, compose_cfg):
     """One tiny trained MLP and CNN run, each visualized once: {name: (run_dir, index.html)}."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from replearn.conf import CONFIG_DIR
-
     base = tmp_path_factory.mktemp("runs")
     out = {}
     for name, overrides in {"mlp": ["model=mlp", "depth=2", "model.width=16"],
                             "cnn": ["model=cnn", "depth=2", "model.channels=4", "model.max_channels=8"]}.items():
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            train(compose("train", overrides=TRAIN + overrides), output_dir=base / name)
-            page = visualize_run(compose("visualize", overrides=[f"run={base / name}", *VIZ]))
-        GlobalHydra.instance().clear()
+        train(compose_cfg("train", TRAIN + overrides), output_dir=base / name)
+        page = visualize_run(compose_cfg("visualize", [f"run={base / name}", *VIZ]))
         out[name] = (base / name, page)
     return out
 
@@ -79,6 +71,15 @@ def test_every_layer_gets_every_figure(runs, name):
     assert "What each unit detects" in text and "random init" in text
     assert "hidden layer 1 of 2" in text and "head (class logits)" in text and "<figcaption>" in text
     assert str(run_dir) not in re.sub(r'<p class="meta">.*?</p>', "", text)  # links are relative
+
+
+def test_sections_come_in_the_declared_order(runs):
+    from replearn.visualize.run import PAGE_ORDER
+
+    assert PAGE_ORDER == ("at_a_glance", "overview", "actmax", "dissection", "layers")
+    headings = re.findall(r"<h2[^>]*>([^<]*)</h2>", runs["mlp"][1].read_text())
+    assert headings == ["At a glance", "Overview", "Act-max recognizability", "What each unit detects",
+                        "blocks.0 (hidden layer 1 of 2)", "blocks.1 (hidden layer 2 of 2)", "head (class logits)"]
 
 
 def test_visualize_run_rejects_unknown_layer(runs, compose_cfg):
