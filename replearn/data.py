@@ -52,6 +52,9 @@ class Splits:
     classes: list[str] = field(default_factory=lambda: [str(i) for i in range(10)])
     mean: float = 0.0
     std: float = 1.0
+    # The ``data`` config as a plain dict where the concept masks come from the data set itself
+    # (data=shapes: ``replearn.dissection.concept_cache.concepts_for`` regenerates them); else None.
+    data_cfg: dict | None = None
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 pixels -> standardized float32 ((x/255 - mean) / std)."""
@@ -60,7 +63,7 @@ class Splits:
     def to(self, device: torch.device) -> Splits:
         """Move every tensor to ``device`` (once, before training)."""
         moved = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")}
-        return Splits(**moved, name=self.name, classes=self.classes, mean=self.mean, std=self.std)
+        return Splits(**moved, name=self.name, classes=self.classes, mean=self.mean, std=self.std, data_cfg=self.data_cfg)
 
 
 def default_root() -> str:
@@ -196,8 +199,12 @@ def make_synthetic(num_train: int = 3000, num_test: int = 1000, seed: int = 0, v
 
     train_x, train_y = sample(num_train + val_size)
     test_x, test_y = sample(num_test)
-    mean = float(train_x.float().mean() / 255)
-    std = float((train_x.float() / 255).std())
+    # From the pixel histogram (as replearn.shapes): exact counts, so the same bits at any thread count
+    # (a float mean over a million pixels is summed in chunks per thread).
+    counts = torch.bincount(train_x.flatten(), minlength=256).double()
+    values = torch.arange(256, dtype=torch.float64) / 255
+    mean = float((counts * values).sum() / counts.sum())
+    std = float(((counts * (values - mean) ** 2).sum() / (counts.sum() - 1)).sqrt())
     return Splits(
         train_x[val_size:], train_y[val_size:], train_x[:val_size], train_y[:val_size], test_x, test_y,
         name="synthetic", mean=mean, std=std,
@@ -214,7 +221,8 @@ def load_splits(data_cfg) -> Splits:
 
         t = load_shapes(data_cfg)
         return Splits(t["train_x"], t["train_y"], t["val_x"], t["val_y"], t["test_x"], t["test_y"],
-                      name="shapes", classes=t["classes"], mean=t["mean"], std=t["std"])
+                      name="shapes", classes=t["classes"], mean=t["mean"], std=t["std"],
+                      data_cfg={k: data_cfg.get(k) for k in ("name", "size", "labels", "val_size", "split_seed")})
     raw = load_raw(name, data_cfg.root, download=data_cfg.download)
     train_x, train_y, val_x, val_y = split_validation(
         raw["train_images"], raw["train_labels"], data_cfg.val_size, data_cfg.split_seed

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import random
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from replearn.errors import ReplearnError
+
+# MKL's strict "conditional numerical reproducibility" mode: its matrix products (GEMM) give the same
+# bits whatever the thread count. Without it, a product with a small output (the head's weight
+# gradient, 10 x width, summed over the batch) is split over the batch by thread, and 1 and 2 threads
+# round differently. MKL reads this when it first runs, so it is set on import, before any op; a
+# value the user set is kept. The strict branch measured no slower than the default here.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+_CBWR_STRICT = 0x10000  # MKL_CBWR_STRICT in mkl.h
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -57,7 +68,8 @@ def single_thread():
 # ---------------------------------------------------------------------------------------------
 # CPU threads. On a 2-core machine shared with one busy process, torch's default of one thread
 # per core made an MLP epoch 3-5x slower than one thread (OpenMP threads wait for the one that
-# lost its core at every op), so the default is chosen from what the other processes leave free.
+# lost its core at every op), so the default is chosen from what the other processes leave free,
+# where that cannot change the numbers (thread_dependence); elsewhere it is one count per run.
 
 #: Other processes' CPU use (in cores) above which a core counts as taken.
 BUSY_CORE = 0.5
@@ -127,28 +139,98 @@ def auto_threads(others: float, cores: int, most: int) -> int:
     return max(1, min(most, int(free + BUSY_CORE)))
 
 
+def fixed_threads(cores: int, most: int) -> int:
+    """The count for a run whose numbers depend on it: half the cores (at least 1), whatever the load.
+
+    Half, because a neighbour that takes a core makes every thread wait at every op: on 2 shared
+    cores a CNN step took 0.15-0.8 s on 2 threads against 0.025-0.08 s on 1 (docs/reliability.md).
+    """
+    return max(1, min(most, cores // 2))
+
+
+@functools.cache
+def strict_gemm() -> bool:
+    """True if torch's matrix products give the same bits at any thread count (MKL in strict CNR mode)."""
+    if not torch.backends.mkl.is_available():
+        return False
+    libs = [str(p) for p in (Path(torch.__file__).parent / "lib").glob("libtorch_cpu.*")] + [None]
+    for lib in libs:
+        try:
+            handle = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        for symbol in ("mkl_serv_cbwr_get", "mkl_cbwr_get"):
+            get = getattr(handle, symbol, None)
+            if get is not None:
+                get.argtypes, get.restype = [ctypes.c_int], ctypes.c_int
+                settings = get(-1)  # MKL_CBWR_ALL: the branch and the strict flag
+                return settings >= 0 and bool(settings & _CBWR_STRICT)
+    return False
+
+
+# Layers whose training step gives the same bits at any thread count under MKL's strict mode, checked
+# bit for bit by tests/test_threads.py. Batch and layer norm sum over the batch (or the features) in
+# chunks per thread, and oneDNN's convolutions split their sums by thread (the forward pass on
+# channels-last tensors, the weight gradient always); computing those without threads would cost
+# more (a CNN step took 3x the time without oneDNN), so such models keep one count for the whole run.
+_THREAD_INDEPENDENT = (torch.nn.Linear, torch.nn.ReLU, torch.nn.Tanh, torch.nn.GELU, torch.nn.Sigmoid,
+                       torch.nn.Identity, torch.nn.Flatten)
+
+
+def thread_dependence(model: torch.nn.Module, device: torch.device) -> str | None:
+    """Why training ``model`` on ``device`` gives numbers that depend on the CPU thread count; None if they do not."""
+    if device.type != "cpu":
+        return None
+    if not strict_gemm():
+        return "this torch's matrix products are not in MKL's strict reproducible mode (MKL_CBWR=AUTO,STRICT)"
+    layers = sorted({type(m).__name__ for m in model.modules()
+                     if not list(m.children()) and not isinstance(m, _THREAD_INDEPENDENT)})
+    if layers:
+        return f"its {', '.join(layers)} layers sum in an order that depends on the thread count"
+    return None
+
+
 class ThreadPolicy:
     """The torch CPU thread count of a run: ``requested`` > 0 is used as given; 0 means auto.
 
-    Auto starts from the cores other processes leave free and, after each epoch, re-checks how
-    much CPU they took meanwhile: it drops to fewer threads when the machine became busy and goes
-    back up when it is quiet again. Every choice is reported with its reason (``describe``).
+    Auto follows the load when the numbers do not depend on the count (``depends`` is None): it
+    starts from the cores other processes leave free and, after each epoch, re-checks how much CPU
+    they took meanwhile, dropping to fewer threads when the machine became busy and going back up
+    when it is quiet again. When the numbers do depend on it (``depends`` says why), auto is one
+    count for the whole run that never looks at the load: ``pinned`` (the count the run's checkpoint
+    recorded) or :func:`fixed_threads`. Every choice is reported with its reason (``describe``);
+    ``recorded`` is the count a checkpoint must keep (None where the numbers do not depend on it).
     """
 
-    def __init__(self, requested: int = 0, device: torch.device | None = None, key: str = "trainer.threads"):
+    def __init__(self, requested: int = 0, device: torch.device | None = None, key: str = "trainer.threads",
+                 depends: str | None = None, pinned: int | None = None):
         self.requested = int(requested)
-        self.auto = self.requested <= 0 and (device is None or device.type == "cpu")
+        cpu = device is None or device.type == "cpu"
+        self.auto = self.requested <= 0 and cpu and depends is None
         self.most = _DEFAULT_THREADS
         self.cores = len(cpu_cores())
         self.meter = CpuMeter()
+        self.recorded: int | None = None
         if self.requested > 0:
             self.threads, self.reason = self.requested, f"{key}={self.requested}"
-        elif not self.auto:
+            if depends and pinned and pinned != self.requested:
+                self.reason += (f"; the run so far used {pinned}, so from here its numbers differ slightly from an "
+                                f"uninterrupted run ({depends})")
+        elif not cpu:
             self.threads, self.reason = torch.get_num_threads(), f"torch default ({device} does the work)"
+        elif depends is not None:
+            if pinned:
+                self.threads, self.reason = int(pinned), f"auto: the count this run started with, kept because {depends}"
+            else:
+                self.threads = fixed_threads(self.cores, self.most)
+                self.reason = (f"auto: fixed for the whole run at half of {self.cores} cores, whatever the load, "
+                               f"because {depends}")
         else:
             others = other_load()
             self.threads = auto_threads(others, self.cores, self.most)
             self.reason = f"auto: other processes use {others:.1f} of {self.cores} cores"
+        if cpu and depends is not None:
+            self.recorded = self.threads
         torch.set_num_threads(self.threads)
         self.meter.reset()
 
@@ -156,7 +238,7 @@ class ThreadPolicy:
         return f"{self.threads} torch thread{'s' if self.threads != 1 else ''} ({self.reason})"
 
     def update(self) -> str | None:
-        """Re-choose after an epoch (auto only); return a line saying what changed, or None."""
+        """Re-choose after an epoch (auto, where the count does not change the numbers); a line saying what changed, or None."""
         if not self.auto:
             return None
         others = self.meter.others()
@@ -176,10 +258,14 @@ class ThreadPolicy:
         return f"threads {before} -> {self.describe()}"
 
 
-def resolve_threads(requested: int = 0, device: torch.device | None = None,
-                    key: str = "trainer.threads") -> ThreadPolicy:
-    """Set torch's CPU threads for a run (``key``, e.g. ``trainer.threads``; 0 = fit the machine) and return the policy."""
-    return ThreadPolicy(requested, device, key)
+def resolve_threads(requested: int = 0, device: torch.device | None = None, key: str = "trainer.threads",
+                    depends: str | None = None, pinned: int | None = None) -> ThreadPolicy:
+    """Set torch's CPU threads for a run (``key``, e.g. ``trainer.threads``; 0 = auto) and return the policy.
+
+    ``depends``: why the run's numbers depend on the count (:func:`thread_dependence`), which makes auto
+    one fixed count; ``pinned``: the count the run's checkpoint recorded.
+    """
+    return ThreadPolicy(requested, device, key, depends, pinned)
 
 
 # torch's own default (one thread per core), read once before any run changes it.

@@ -8,7 +8,9 @@ override that forces it.
 
 from __future__ import annotations
 
+import math
 import os
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,4 +172,136 @@ def check_images(splits, data_cfg):
         size = "x".join(map(str, shape[1:]))
         raise ReplearnError(f"data.name={data_cfg.name} under {data_cfg.get('root')} holds {size} images; replearn's "
                             "models take 28x28 MNIST-format images: point data.root at the original IDX files")
+    classes = data_cfg.get("num_classes")
+    if classes is not None and len(splits.classes) != int(classes):
+        raise ReplearnError(f"data.num_classes={classes} but data.name={data_cfg.name} has {len(splits.classes)} classes; "
+                            f"set data.num_classes={len(splits.classes)}")
     return splits
+
+
+# ------------------------------------------------------------------ files: sizes declared before anything is inflated
+def archive_excess(path: str | os.PathLike) -> str | None:
+    """Why a torch file's zip cannot be inflated here (it declares more bytes than memory holds), or None if it can.
+
+    ``torch.load`` allocates each zip entry at the uncompressed size its header declares, so a few-MB
+    file of deflated zeros can ask for gigabytes (a zip bomb). The declared sizes are read from the
+    zip's central directory (nothing is inflated) and summed. A file that is not a zip gives None
+    (``torch.load`` then says what it is), and so does ``REPLEARN_FORCE_RESOURCES=1``.
+    """
+    if forced():
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, OverflowError):
+        return None
+    free = available_bytes("cpu")
+    if free is not None and declared > MAX_FRACTION * free:
+        return f"it declares {_gb(declared)} of data once inflated but only {_gb(free)} is free"
+    return None
+
+
+def check_archive(path: str | os.PathLike, what: str) -> None:
+    """Raise ReplearnError (one line) before loading a torch file whose zip cannot be inflated here (:func:`archive_excess`)."""
+    excess = archive_excess(path)
+    if excess is not None:
+        raise ReplearnError(f"refusing to load {what} {path}: {excess}, so it is damaged or not what it claims; "
+                            f"replace it, or set {FORCE_ENV}=1 to load it anyway")
+
+
+# ------------------------------------------------------------------ visualize.py: the page's memory and act-max time
+# Measured (matplotlib Agg, DPI 110, 0.45-inch cells): a top-k figure peaks at about 250 KB per image it shows.
+TOPK_BYTES_PER_IMAGE = 256_000
+# Per act-max step and run: Adam on the image batch, the rendering and Python (~1 ms measured on one core) ...
+ACTMAX_STEP_SECONDS = 1e-3
+# ... plus forward and backward (~3 forwards) through the model for each optimized image, at this rate (one core).
+ACTMAX_FLOPS_PER_SECOND = 20e9
+# Per step, act-max keeps its objective history and the step's random shift: 20 bytes.
+ACTMAX_BYTES_PER_STEP = 20
+# Refuse a page whose act-max alone is estimated to run longer than this.
+MAX_VISUALIZE_SECONDS = 4 * 3600
+
+
+def forward_flops(model_cfg: Mapping) -> int:
+    """Multiply-adds x 2 of one forward pass of one image through the model ``model_cfg`` describes."""
+    name = model_cfg.get("name")
+    depth = _int(model_cfg, "depth", 3)
+    if name == "mlp":
+        width = _int(model_cfg, "width", 256)
+        return 2 * (784 * width + (depth - 1) * width * width + width * 10)
+    channels = _int(model_cfg, "channels", 32)
+    groups, last = _cnn_groups(depth, channels, _int(model_cfg, "max_channels", 128))
+    return 2 * (sum(count * c_in * c_out * 9 * size * size for count, c_in, c_out, size in groups) + last * 10)
+
+
+def widest_layer(model_cfg: Mapping) -> int:
+    """An upper bound on the units (MLP) or channels (CNN) of any hidden layer of the model ``model_cfg`` describes."""
+    if model_cfg.get("name") == "mlp":
+        return _int(model_cfg, "width", 256)
+    return max(_int(model_cfg, "channels", 32), _int(model_cfg, "max_channels", 128))
+
+
+@dataclass
+class PageEstimate:
+    bytes: int  # peak: the largest top-k figure plus act-max's per-step records
+    seconds: float  # act-max: every prior compared, then every shown hidden layer
+    panels: int  # images in the largest top-k figure per unit of k
+    actmax_rows: int  # images optimized, summed over every act-max run
+
+
+def visualize_estimate(opts: Mapping, model_cfg: Mapping, *, test_images: int, classes: int,
+                       hidden_layers: int) -> PageEstimate:
+    """Memory and act-max time of a visualize.py page, from its options and the run's stored model config.
+
+    ``k`` is capped at the test split's size (as the page does); a hidden layer shows at most ``units``
+    units, the head every class. The prior is chosen first by drawing every class prototype under
+    each prior compared (``prior=auto``: all five); gaussian and gmm optimize each unit once per
+    ``prior_weights`` value. Then each of ``hidden_layers`` gets one run (the head reuses its prototypes).
+    """
+    k = max(1, min(int(opts.get("k", 9)), test_images))
+    steps = max(1, int(opts.get("steps", 256)))
+    units = max(1, min(int(opts.get("units", 16)), widest_layer(model_cfg)))  # a layer shows at most all its units
+    n_weights = max(1, len(opts.get("prior_weights", [1.0]) or [1.0]))
+    prior = "fourier" if opts.get("fourier", False) and opts.get("prior", "auto") == "auto" else opts.get("prior", "auto")
+    per_unit = n_weights if prior in ("auto", "gaussian", "gmm") else 1
+    runs = [classes * (3 + 2 * n_weights if prior == "auto" else per_unit)] + [units * per_unit] * hidden_layers
+    flops = 3 * forward_flops(model_cfg)  # forward and backward
+    seconds = sum(steps * (ACTMAX_STEP_SECONDS + rows * flops / ACTMAX_FLOPS_PER_SECOND) for rows in runs)
+    panels = max(units, classes)
+    return PageEstimate(TOPK_BYTES_PER_IMAGE * panels * k + ACTMAX_BYTES_PER_STEP * steps, seconds, panels, sum(runs))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:,.0f} hours" if seconds < 240 * 3600 else f"{seconds / 86400:,.0f} days"
+
+
+def check_visualize(opts: Mapping, model_cfg: Mapping, *, test_images: int, classes: int,
+                    hidden_layers: int) -> PageEstimate:
+    """Refuse visualize options (``k``, ``units``, ``steps``) whose page cannot fit in memory or would run for hours.
+
+    ``force_resources=true`` or ``REPLEARN_FORCE_RESOURCES=1`` draws it anyway.
+    """
+    est = visualize_estimate(opts, model_cfg, test_images=test_images, classes=classes, hidden_layers=hidden_layers)
+    if forced(opts.get("force_resources", False)):
+        return est
+    force = f"or pass force_resources=true (or set {FORCE_ENV}=1) to try anyway"
+    k, units, steps = int(opts.get("k", 9)), int(opts.get("units", 16)), int(opts.get("steps", 256))
+    if est.seconds > MAX_VISUALIZE_SECONDS:
+        fit = max(1, math.floor(steps * MAX_VISUALIZE_SECONDS / est.seconds))
+        raise ReplearnError(f"steps={steps} would take about {_duration(est.seconds)} of act-max ({est.actmax_rows:,} "
+                            f"images optimized for {steps:,} steps each); use steps<={fit}, {force}")
+    free = available_bytes("cpu")
+    if free is not None and est.bytes > MAX_FRACTION * free:
+        images = est.panels * min(k, test_images)
+        fit = int((MAX_FRACTION * free - ACTMAX_BYTES_PER_STEP * steps) // (TOPK_BYTES_PER_IMAGE * est.panels))
+        advice = f"use k<={fit}" if fit >= 1 else "use fewer units or steps"
+        parts = f"{_gb(TOPK_BYTES_PER_IMAGE * images)} for a top-k figure of {images:,} images"
+        if ACTMAX_BYTES_PER_STEP * steps >= 1e6:
+            parts += f", {_gb(ACTMAX_BYTES_PER_STEP * steps)} for act-max's {steps:,} steps"
+        raise ReplearnError(f"k={k} units={units} steps={steps} need about {_gb(est.bytes)} ({parts}) but only "
+                            f"{_gb(free)} is free; {advice}, {force}")
+    return est

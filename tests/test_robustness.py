@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import pickle
+import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -100,12 +101,19 @@ def test_sweep_folder_names_are_quoted_for_hydra(tmp_path):
     check_config("visualize", [quote_path_overrides(typed[:1])[0]])  # parses; the path is checked at run time
 
 
-def test_resume_uses_the_runs_own_overrides(tmp_path):
-    run = tmp_path / "depth=4,variant=plain"
-    (run / ".hydra").mkdir(parents=True)
-    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["experiment=depth_smoke", "depth=4", "variant=plain"]))
-    argv = quote_path_overrides([f"trainer.resume={run}", "trainer.epochs=3", "depth=4"])
-    assert with_resumed_overrides(argv) == ["experiment=depth_smoke", "variant=plain", *argv]
+def test_resume_uses_the_runs_own_settings_not_hydras_record(sweep_run, tmp_path, capsys):
+    """The run's own settings come from its checkpoint (.hydra/overrides.yaml may say anything); the run's folder
+    is the job's folder, with no .hydra written (tests/cli/test_resume_cli.py has the whole story)."""
+    run = tmp_path / sweep_run.name
+    shutil.copytree(sweep_run, run)
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["depth=7", "trainer.removed_key=1"]))
+    argv = quote_path_overrides([f"trainer.resume={run}", "trainer.epochs=3"])
+    rewritten = with_resumed_overrides(argv)
+    assert "depth=1" in rewritten and "depth=7" not in " ".join(rewritten) and "trainer.epochs=1" not in rewritten
+    assert rewritten[-4:-2] == argv and rewritten[-2:] == [*quote_path_overrides([f"hydra.run.dir={run}"]),
+                                                          "hydra.output_subdir=null"]
+    assert f"resuming {run} with its own settings: " in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- files (in-process)

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from replearn.actmax.priors import DATA_PRIORS, DataPrior, random_transform
 from replearn.errors import ReplearnError
+from replearn.progress import progress as progress_bar
 from replearn.recording.hooks import forward_until, model_device, resolve_layers
 
 PARAMS = ("pixel", "fourier", "pca", "gaussian", "gmm")
@@ -258,11 +258,12 @@ def maximize_activations(
         with torch.no_grad():
             # Reported objectives come from the caller's model itself, not the folded copy.
             start = score(render(), model).cpu()
-        shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=gen).tolist()
+        # A tensor (16 bytes a step), read one step at a time: a list of Python ints took ~150 bytes a step.
+        shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=gen)
         optimizer = torch.optim.Adam([z], lr=lr)
         redirect_steps = int(round(redirect_fraction * steps))
         history = torch.empty(steps)
-        for step in tqdm(range(steps), desc=f"act-max {name}", disable=not progress, leave=False):
+        for step in progress_bar(range(steps), desc=f"act-max {name}", enabled=progress, leave=False):
             if step == redirect_steps:
                 for m in fast.modules():
                     if isinstance(m, _SwitchableReLU):
@@ -273,7 +274,7 @@ def maximize_activations(
                 # Transformed in pixel space, so the border it pulls in is black background, as in the data.
                 seen = lo + (hi - lo) * random_transform(img01, gen)
             else:
-                dy, dx = shifts[step]
+                dy, dx = shifts[step].tolist()
                 seen = torch.roll(img, (dy, dx), dims=(2, 3)) if (dy or dx) else img
             obj = score(seen)
             # Above the cap the unit has what it needs, and only the prior moves the image.
@@ -287,7 +288,8 @@ def maximize_activations(
             optimizer.step()
             history[step] = obj.detach().mean().cpu()
             if not math.isfinite(float(history[step])):
-                raise ReplearnError(f"act-max on {name} diverged (objective {float(history[step])}); lower lr={lr}")
+                raise ReplearnError(f"act-max on {name} diverged (objective {float(history[step])} at step {step + 1}); "
+                                   f"use smaller prior_weights, another prior, or a lower lr than {lr} (maximize_activations)")
         with torch.no_grad():
             final = render()
             end = score(final, model).cpu()

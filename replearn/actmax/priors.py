@@ -167,16 +167,28 @@ def fit_prior(
 
 def _validate(state: dict, dataset: str, shape: tuple[int, ...], components: int) -> None:
     if state.get("version") != PRIOR_VERSION or state.get("dataset") != dataset \
-            or tuple(state.get("image_shape", ())) != shape:
+            or not isinstance(state.get("image_shape"), list) or tuple(state["image_shape"]) != shape:
         raise ValueError("fitted for other data or by another version")
+    eps = state.get("eps")
+    if not isinstance(eps, float) or not 0 < eps < 0.5:
+        raise ValueError(f"eps {eps!r} is not a number in (0, 0.5)")
+    names = ("mean", "basis", "scale", "gmm_weights", "gmm_means", "gmm_prec_chol")
+    tensors = [state.get(name) for name in names]
+    if not all(isinstance(t, torch.Tensor) and t.dtype == torch.float32 for t in tensors):
+        raise ValueError(f"{', '.join(names)} must be float32 tensors")
+    if not all(bool(torch.isfinite(t).all()) for t in tensors):
+        raise ValueError("the prior holds NaN or infinite values")
+    mean, basis, scale, weights, means, chol = tensors
     d = math.prod(shape)
-    basis, scale = state["basis"], state["scale"]
-    if basis.dim() != 2 or basis.shape[1] != d or basis.shape[0] > components or scale.shape != basis.shape[:1] \
-            or not torch.isfinite(basis).all() or not torch.isfinite(scale).all():
-        raise ValueError("basis has the wrong shape or non-finite values")
-    m, g = state["gmm_means"].shape
-    if state["gmm_prec_chol"].shape != (m, g, g) or state["gmm_weights"].shape != (m,):
-        raise ValueError("mixture has inconsistent shapes")
+    if mean.shape != (d,) or basis.dim() != 2 or basis.shape[1] != d or not 0 < basis.shape[0] <= components \
+            or scale.shape != basis.shape[:1] or not bool((scale > 0).all()):
+        raise ValueError("basis, mean or scales have the wrong shape or values")
+    if means.dim() != 2 or means.shape[1] > basis.shape[0]:
+        raise ValueError("mixture means have the wrong shape")
+    m, g = means.shape
+    if chol.shape != (m, g, g) or weights.shape != (m,) or not bool((weights > 0).all()) \
+            or not bool((torch.diagonal(chol, dim1=1, dim2=2) > 0).all()):
+        raise ValueError("mixture has inconsistent shapes or values")
 
 
 def load_prior(splits, seed: int = 0, components: int = 256, use_cache: bool = True) -> DataPrior:

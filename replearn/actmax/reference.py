@@ -87,7 +87,13 @@ def load_reference(splits, seed: int = 0, epochs: int = 3, use_cache: bool = Tru
         if payload.get("version") != REFERENCE_VERSION or list(payload.get("shape", [])) != [c, h, w] \
                 or payload.get("classes") != num_classes:
             raise ValueError("trained for other data or by another version")
-        LeNet(c, num_classes, h).load_state_dict(payload["state"])
+        state = payload.get("state")
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) and v.is_floating_point()
+                                                  for v in state.values()):
+            raise ValueError("the weights are not a state dict of float tensors")
+        if not all(bool(torch.isfinite(v).all()) for v in state.values()):
+            raise ValueError("the weights hold NaN or infinite values")
+        LeNet(c, num_classes, h).load_state_dict(state)  # names and shapes
 
     payload = cached("reference_classifiers", key, build, validate, use_cache=use_cache)
     net = LeNet(c, num_classes, h)

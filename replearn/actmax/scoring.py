@@ -85,8 +85,22 @@ def real_statistics(splits, per_class: int = 300, k: int = 5, seed: int = 0, use
         return {**out, "version": STATS_VERSION}
 
     def validate(payload: dict) -> None:
-        if payload.get("version") != STATS_VERSION or len(payload["knn"]) != classes:
+        if payload.get("version") != STATS_VERSION:
             raise ValueError("computed for other data or by another version")
+        lists = [payload.get(name) for name in ("knn", "nearest", "centroid", "index")]
+        if not all(isinstance(values, list) and len(values) == classes for values in lists):
+            raise ValueError(f"knn, nearest, centroid and index must be lists of {classes} tensors")
+        for c, (knn, nearest, centroid, index) in enumerate(zip(*lists)):
+            measures = (knn, nearest, centroid)
+            if not all(isinstance(t, torch.Tensor) and t.is_floating_point() and t.dim() == 1 for t in measures) \
+                    or not isinstance(index, torch.Tensor) or index.dtype != torch.int64 or index.dim() != 1:
+                raise ValueError(f"class {c}: not 1-D float measures and integer indices")
+            # A blank image has no spectral centroid (NaN, left out of percentiles); nothing else may be NaN.
+            if len({len(t) for t in (*measures, index)}) != 1 or not all(bool(torch.isfinite(t).all()) for t in (knn, nearest)) \
+                    or bool(torch.isinf(centroid).any()):
+                raise ValueError(f"class {c}: measures of different lengths or NaN/infinite values")
+            if len(index) and not (int(index.min()) >= 0 and int(index.max()) < len(test)):
+                raise ValueError(f"class {c}: image indices outside the test split")
 
     return cached("recognizability_stats", key, build, validate, use_cache=use_cache)
 
@@ -149,7 +163,8 @@ def score_prototypes(
             "nearest_distance": float(dist[i, 0]),
             "nearest_percentile": percentile_of(float(dist[i, 0]), stats["nearest"][c]),
         }
-        row["recognized"] = row["reference_prediction"] == c
+        # A reference that outputs NaN (its argmax is then 0) recognizes nothing.
+        row["recognized"] = bool(torch.isfinite(ref_prob[i]).all()) and row["reference_prediction"] == c
         row["maximizer"] = row["logit_percentile"] >= LOGIT_PERCENTILE
         row["knn5_in_band"] = BAND[0] <= row["knn5_percentile"] <= BAND[1]
         row["centroid_in_band"] = BAND[0] <= row["centroid_percentile"] <= BAND[1]

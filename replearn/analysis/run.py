@@ -32,7 +32,7 @@ from replearn.analysis.trainability import dead_unit_fraction, gradient_norms, l
 from replearn.conf.analysis import AnalysisConfig, validate_analysis
 from replearn.device import single_thread
 from replearn.dissection import DissectionSettings, dissect_model
-from replearn.dissection.concept_cache import load_concept_masks
+from replearn.dissection.concept_cache import concepts_for
 from replearn.errors import ReplearnError
 from replearn.models import build_model_from_config
 from replearn.recording.hooks import capture_activations
@@ -251,10 +251,10 @@ def _complexity(model, keys, f_eval, probes, grads, dead, ratios, erf_images, we
 
 
 def _concepts(splits, n_eval: int, cfg: AnalysisConfig):
-    """Concept masks of the first ``dissect_images`` evaluation images (cached per user, built once)."""
+    """Concept masks of the first ``dissect_images`` evaluation images (``concepts_for``: the generator's for
+    data=shapes, else morphology, cached per user)."""
     n = min(cfg.dissect_images, n_eval)
-    images, labels = splits.test_x[:n].cpu(), splits.test_y[:n].cpu()
-    return load_concept_masks(images, labels, list(splits.classes)), images
+    return concepts_for(splits, n), splits.test_x[:n].cpu()
 
 
 def analyze_model(model: nn.Module, splits, cfg=None, control: nn.Module | None = None) -> dict:

@@ -17,9 +17,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 
 from replearn.cli.errors import fail
+from replearn.cli.job import EXISTING
 from replearn.conf.compose import compose, describe_config_error, validate_config
 from replearn.errors import ReplearnError
-from replearn.runs.layout import DEPTH_REPORT, HYDRA, read_overrides
+from replearn.runs.layout import DEPTH_REPORT, HYDRA
 
 # Hydra flags that take a value; their value is not an override.
 _FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
@@ -44,15 +45,18 @@ def check_cli(config_name: str, argv: list[str] | None = None) -> None:
     """
     if argv is None:
         sys.argv[1:] = quote_path_overrides(sys.argv[1:])
-        if config_name == "train":
-            sys.argv[1:] = with_resumed_overrides(sys.argv[1:])
+        if config_name == "train" and user_overrides(sys.argv[1:]) is not None:
+            sys.argv[1:] = keep_hydra_record(with_resumed_overrides(sys.argv[1:]))
         argv = sys.argv[1:]
     else:
         argv = quote_path_overrides(argv)
+        if config_name == "train" and user_overrides(argv) is not None:
+            argv = with_resumed_overrides(argv)
     overrides = user_overrides(argv)
     if overrides is None:
         return
     try:
+        check_single_values(argv, overrides)
         check_config(config_name, overrides)
         check_output_dirs(config_name, argv)
     except ReplearnError as exc:
@@ -70,6 +74,22 @@ def check_config(config_name: str, overrides: list[str]) -> None:
         raise ReplearnError(f"cannot parse overrides {' '.join(overrides)}: {describe_config_error(exc)}") from None
     for combo in combos:
         validate_config(config_name, compose(config_name, combo))
+
+
+def check_single_values(argv: list[str], overrides: list[str]) -> None:
+    """Without ``-m``, ``key=a,b`` is several values for one job: one line here instead of Hydra's six-line error."""
+    if any(a in ("-m", "--multirun") or a.replace(" ", "") == "hydra.mode=MULTIRUN" for a in argv):
+        return
+    for override in overrides:
+        parsed = _parse(override)
+        if parsed is None or not parsed.is_sweep_override():
+            continue
+        key, value = parsed.key_or_group, override.partition("=")[2]
+        if key.lstrip("+~") in PATH_KEYS:
+            raise ReplearnError(f"{key}={value} names several paths; pass one (a path with a comma in its name "
+                                f"goes in quotes: {key}='{value}'), or add -m to run once per path")
+        raise ReplearnError(f"{key}={value} gives several values to one run; add -m to run once per value "
+                            f"(a list value is written {key}=[{value}])")
 
 
 def user_overrides(argv: list[str]) -> list[str] | None:
@@ -140,52 +160,84 @@ def _parse(override: str) -> Override | None:
 
 
 def with_resumed_overrides(argv: list[str]) -> list[str]:
-    """With ``trainer.resume=<run>``, put the run's own overrides (its ``.hydra/overrides.yaml``) first.
+    """With ``trainer.resume=<run>``: the run's own settings first, and the run's folder as Hydra's job folder.
 
-    ``trainer.resume=<run> trainer.epochs=5`` then means "that run, with 5 epochs", not "the
-    defaults with 5 epochs": the overrides typed now replace the run's ones key by key.
+    ``trainer.resume=<run> trainer.epochs=5`` then means "that run, with 5 epochs", not "the defaults
+    with 5 epochs": the run's own config (its checkpoint's, plus what a later resume changed:
+    :mod:`replearn.training.own_config`) becomes overrides, and the ones typed now replace them key by
+    key. Hydra logs into the run's own ``train.log`` and writes no ``.hydra/`` (the run keeps the one
+    from its first start), so a resume leaves no stray ``outputs/<date>/<time>_...`` folder and a
+    refused one changes nothing. A resume that cannot start (a file, a folder without a checkpoint,
+    a damaged checkpoint, ``trainer.force=true``) exits with one line before Hydra starts.
     """
     typed = {arg: _parse(arg) for arg in argv if "=" in arg and not arg.startswith("-")}
     resume = next((o for o in typed.values() if o is not None and o.key_or_group == "trainer.resume"), None)
-    if resume is None or not isinstance(resume.value(), str):
+    if resume is None or not isinstance(resume.value(), str) or any(a in ("-m", "--multirun") for a in argv):
         return argv
-    run = Path(resume.value()).expanduser()
-    run = run.parent if run.is_file() else run
-    saved = read_overrides(run)
-    if saved is None:
-        return argv
-    keys = {o.key_or_group.lstrip("+~") for o in typed.values() if o is not None}
-    kept = []
-    for line in map(str, saved):
-        parsed = _parse(line)
-        if parsed is None or parsed.is_sweep_override():
-            continue
-        key = parsed.key_or_group.lstrip("+~")
-        if key not in keys and not key.startswith("hydra") and key != "trainer.resume":
-            kept.append(line)
-    if kept:
-        print(f"resuming {run} with its own settings: {' '.join(kept)}")
-    return kept + argv
+    # lazy: reading a checkpoint needs torch; only a resume reads one (--help and the checks stay torch-free)
+    from replearn.training.own_config import own_overrides
+    from replearn.training.resume import force_and_resume, resume_target  # lazy: as above
+
+    try:
+        run = resume_target(resume.value())
+        if any(o is not None and o.key_or_group == "trainer.force" and o.value() is True for o in typed.values()):
+            raise ReplearnError(force_and_resume(run))
+        kept, removed = own_overrides(run, [o.input_line for o in typed.values() if o is not None])
+    except ReplearnError as exc:
+        fail(str(exc))
+    print(f"resuming {run} with its own settings: {' '.join(kept) or 'the defaults'}")
+    if removed:
+        print(f"note: {run} has settings this version no longer has, left out: {', '.join(removed)}")
+    keys = {o.key_or_group for o in typed.values() if o is not None}
+    job = [] if "hydra.run.dir" in keys else quote_path_overrides([f"hydra.run.dir={run}"])
+    if "hydra.output_subdir" not in keys:
+        job.append("hydra.output_subdir=null")
+    return kept + argv + job
 
 
-def check_output_dirs(config_name: str, argv: list[str]) -> None:
-    """ReplearnError if the run (or sweep) folder Hydra creates before our code runs cannot be written."""
-    multirun = any(a in ("-m", "--multirun") for a in argv)
+def keep_hydra_record(argv: list[str]) -> list[str]:
+    """A single run into a folder that already holds a run: ``hydra.output_subdir=null`` added.
+
+    Hydra writes ``.hydra/`` before the run can refuse (other settings, a folder in use): the folder's
+    record of its first start must not be replaced by a command that is then refused.
+    """
+    if any(a in ("-m", "--multirun") for a in argv) or any(a.startswith("hydra.output_subdir=") for a in argv):
+        return argv
+    folder = _job_folder("train", argv, multirun=False)
+    if folder is not None and folder.is_dir() and any(folder.iterdir()):
+        return [*argv, "hydra.output_subdir=null"]
+    return argv
+
+
+def _job_folder(config_name: str, argv: list[str], multirun: bool) -> Path | None:
+    """The run (or sweep) folder Hydra will create for ``argv``; None where Hydra writes no folder of its own."""
     overrides = user_overrides(argv) or []
     overrides = next(iter(_combinations(overrides))) if overrides else []
     overrides += [a for a in argv if a.lstrip("+~").startswith("hydra.") and "=" in a]
-    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     try:
         hydra_cfg = compose(config_name, overrides, return_hydra_config=True).hydra
         folder = Path(str(hydra_cfg.sweep.dir if multirun else hydra_cfg.run.dir))  # resolves ${now:...}
         writes_nothing = hydra_cfg.output_subdir is None and str(folder) == "."
     except Exception:
-        return  # Hydra reports its own problems; this check is only about folders
-    if writes_nothing:
-        return  # the job writes no folder of Hydra's (scripts/visualize.py, scripts/compare_depth.py)
+        return None  # Hydra reports its own problems; this is only about folders
+    return None if writes_nothing else folder  # scripts/visualize.py, scripts/compare_depth.py write none
+
+
+def check_output_dirs(config_name: str, argv: list[str]) -> None:
+    """ReplearnError if the run (or sweep) folder Hydra creates before our code runs cannot be written.
+
+    Also notes the folders that exist already (:data:`replearn.cli.job.EXISTING`): a command that fails
+    never removes a folder it did not create.
+    """
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    folder = _job_folder(config_name, argv, multirun)
+    if folder is None:
+        return
     folders = [folder]
     if multirun and folder.is_dir():  # a re-run writes into the job folders that exist
         folders += [job for job in sorted(folder.iterdir()) if job.is_dir() and job.name != DEPTH_REPORT]
+    EXISTING.update(str(path.resolve()) for path in folders if path.is_dir())
     targets = [target for path in folders for target in (path, path / HYDRA) if target == path or target.is_dir()]
     blocked = next((b for b in map(_blocking_folder, targets) if b is not None), None)
     if blocked is not None:

@@ -11,14 +11,16 @@ import errno
 import functools
 import logging
 import shutil
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
 from omegaconf import DictConfig
 
-from replearn.cli.job import config_name, hydra_output_dir, in_multirun
+from replearn.cli.job import EXISTING, config_name, hydra_output_dir, in_multirun
 from replearn.conf.compose import validate_config
 from replearn.errors import ReplearnError
 from replearn.runs.layout import HYDRA, LOCK, LOG
@@ -31,16 +33,27 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(2) from None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C, so a run stops the same way (its last epoch kept)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def report_errors(task: Callable[[DictConfig], None]) -> Callable[[DictConfig], None]:
     """The Hydra task with one-line errors: exit 2 in a single run, keep a sweep going in a multirun.
 
     A single run's config was validated by :func:`replearn.cli.check.check_cli` before Hydra started;
     a sweep job's is validated here, since its values may come from the sweeper's params, which that
-    check does not compose.
+    check does not compose. Ctrl-C and SIGTERM stop with one line (status 130 and 143): a training run
+    says which checkpoint is kept and how to continue.
     """
 
     @functools.wraps(task)
     def wrapper(cfg: DictConfig) -> None:
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _on_sigterm) if main else None
         try:
             if in_multirun():
                 validate_config(config_name(), cfg)
@@ -51,9 +64,13 @@ def report_errors(task: Callable[[DictConfig], None]) -> Callable[[DictConfig], 
                 discard_unstarted_run_dir(hydra_output_dir())
             if not in_multirun():
                 raise SystemExit(2) from None
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            raise SystemExit(130) from None
+        except KeyboardInterrupt as exc:
+            how = "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted"
+            print(f"{how}: {exc}" if str(exc) else how, file=sys.stderr)
+            raise SystemExit(143 if isinstance(exc, Terminated) else 130) from None
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 
@@ -73,10 +90,13 @@ def discard_unstarted_run_dir(folder: Path) -> bool:
     """Remove a run folder that holds only Hydra's files (a run that failed before writing anything).
 
     Such folders would otherwise pile up and read as failed runs in a sweep report. Returns whether
-    the folder was removed: not if the run wrote anything of its own, if another process holds its
-    lock (it may have just started), or if it cannot be removed.
+    the folder was removed: not if it existed before this command started (:data:`EXISTING`), if the
+    run wrote anything of its own, if another process holds its lock (it may have just started), or if
+    it cannot be removed.
     """
     try:
+        if str(Path(folder).resolve()) in EXISTING:
+            return False  # not made by this command: a refused command leaves it as it was
         if {p.name for p in folder.iterdir()} - {HYDRA, LOCK, LOG}:
             return False  # the run wrote something of its own: keep everything
         with RunLock(folder):

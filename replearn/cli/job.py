@@ -7,6 +7,10 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
+#: Run and sweep folders that existed before this command's Hydra started (resolved paths, as text), noted
+#: by :func:`replearn.cli.check.check_output_dirs`: a failed job never removes one of them.
+EXISTING: set[str] = set()
+
 
 def hydra_output_dir() -> Path:
     """The current Hydra job's output directory."""

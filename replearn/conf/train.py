@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import II, MISSING
+from omegaconf import II, MISSING, OmegaConf
 
 from replearn.conf.analysis import AnalysisConfig
 from replearn.conf.logger import LoggerConfig
@@ -21,6 +21,8 @@ from replearn.conf.logger import LoggerConfig
 class MLPConfig:
     name: str = "mlp"
     depth: int = II("depth")
+    # One output per class of the data (10 for the MNIST family, 8 or 2 for shapes).
+    num_classes: int = II("data.num_classes")
     width: int = 256
     activation: str = "relu"
     norm: str = "none"
@@ -32,6 +34,7 @@ class MLPConfig:
 class CNNConfig:
     name: str = "cnn"
     depth: int = II("depth")
+    num_classes: int = II("data.num_classes")
     channels: int = 32
     max_channels: int = 128
     activation: str = "relu"
@@ -60,6 +63,9 @@ class DataConfig:
     # object, 8 classes) or strokes (the twin negative control, labelled by stroke statistics alone).
     size: int = 28
     labels: str = "parts"
+    # The number of classes (the models' outputs follow it): 10 for the MNIST family; data=shapes
+    # derives it from data.labels (8 objects, or the 2 classes of the strokes twin).
+    num_classes: int = 10
 
 
 @dataclass
@@ -90,7 +96,7 @@ class TrainerConfig:
     label_smoothing: float = 0.0
     # Translate each training image by up to this many pixels (a new draw every epoch); 0 = off.
     augment_shift: int = 0
-    # A run dir or a checkpoint.pt to continue from.
+    # A run dir (or its checkpoint.pt) to continue, with its own settings and the overrides typed.
     resume: str | None = None
     # Re-run even if the output dir already holds a finished run.
     force: bool = False
@@ -98,7 +104,8 @@ class TrainerConfig:
     force_resources: bool = False
     progress: bool = True
     # Torch CPU threads per run; 0 = auto: the cores other processes leave free, re-checked each
-    # epoch (replearn.device.ThreadPolicy). Sweeps with parallel jobs set 1.
+    # epoch, where the count cannot change the numbers; else one count per run, recorded in the
+    # checkpoint (replearn.device.ThreadPolicy). Sweeps with parallel jobs set 1.
     threads: int = 0
 
 
@@ -131,10 +138,20 @@ def register() -> None:
              node=DataConfig(name="synthetic", val_size=500, num_train=3000, num_test=1000))
     # The generated shapes world: lines -> parts -> objects, with exact concept masks (replearn.shapes).
     # max_shift 0: a shift can push an object's strokes off the 28 px canvas.
-    cs.store(group="data", name="shapes", node=DataConfig(name="shapes", download=False))
+    cs.store(group="data", name="shapes",
+             node=DataConfig(name="shapes", download=False, num_classes="${shapes_classes:${data.labels}}"))
     cs.store(group="optim", name="adam_schema", node=AdamConfig)
     cs.store(group="optim", name="sgd_schema", node=SGDConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
 
 
+
+def _shapes_classes(labels: str) -> int:
+    """How many classes a shapes labelling has (the ``shapes_classes`` resolver)."""
+    from replearn.shapes.labels import class_names  # lazy: replearn.shapes imports torch (~1.4 s); only shapes needs it
+
+    return len(class_names(labels))
+
+
 register()
+OmegaConf.register_new_resolver("shapes_classes", _shapes_classes, replace=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,8 @@ class VisualizeConfig:
     # itself always runs on one).
     threads: int = 0
     progress: bool = True
+    # Draw even if the memory or act-max time estimate (replearn.guards.check_visualize) says the page is too big.
+    force_resources: bool = False
 
 
 def validate_visualize(cfg: DictConfig) -> None:
@@ -66,8 +69,10 @@ def validate_visualize(cfg: DictConfig) -> None:
         raise ReplearnError(f"prior={prior!r} is invalid: choose one of {', '.join(PRIORS)}")
     weights = cfg.get("prior_weights", [1.0])
     if not isinstance(weights, (list, ListConfig)) or not weights or \
-            not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights):
-        raise ReplearnError(f"prior_weights={weights!r} is invalid: use a non-empty list of numbers >= 0 like [0.3,1,3]")
+            not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+                    for w in weights):
+        shown = list(weights) if isinstance(weights, (list, ListConfig)) else weights
+        raise ReplearnError(f"prior_weights={shown!r} is invalid: use a non-empty list of finite numbers >= 0 like [0.3,1,3]")
     if cfg.embedding not in EMBEDDINGS:
         raise ReplearnError(f"embedding={cfg.embedding!r} is invalid: choose one of {', '.join(EMBEDDINGS)}")
     layers = cfg.layers

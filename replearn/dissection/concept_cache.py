@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from replearn.cache import cached, content_key
 from replearn.dissection.concepts import Concept, ConceptMasks, build_concept_masks, concept_list, default_class_names
+from replearn.errors import ReplearnError
 
 # Bump whenever a mask definition or threshold in concepts.py changes.
 CONCEPT_VERSION = 4
@@ -51,13 +53,44 @@ def load_concept_masks(images: torch.Tensor, labels: torch.Tensor, class_names: 
         }
 
     def validate(payload: dict) -> None:
+        # The checksum (replearn.cache) catches changed bytes; this catches a well-formed entry of other masks.
         if payload.get("version") != CONCEPT_VERSION or payload.get("names") != expected_names:
             raise ValueError("written by another concept version")
-        if tuple(payload["shape"].tolist()) != shape:
-            raise ValueError(f"shape {tuple(payload['shape'].tolist())}, expected {shape}")
-        if payload["packed"].numel() != (int(np.prod(shape)) + 7) // 8:
-            raise ValueError("truncated mask data")
+        levels, stored_shape, packed = payload.get("levels"), payload.get("shape"), payload.get("packed")
+        if not isinstance(levels, list) or len(levels) != len(expected_names) \
+                or not all(type(level) is int and 1 <= level <= 3 for level in levels):
+            raise ValueError("concept levels are not integers 1-3, one per concept")
+        if not isinstance(stored_shape, torch.Tensor) or stored_shape.dtype != torch.int64 \
+                or tuple(stored_shape.tolist()) != shape:
+            raise ValueError(f"mask shape is not {shape}")
+        if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8 or packed.dim() != 1 \
+                or packed.numel() != (int(np.prod(shape)) + 7) // 8:
+            raise ValueError("mask data is truncated or of the wrong type")
 
     payload = cached(CACHE_SUB, key, build, validate, use_cache=use_cache)
     concepts = [Concept(name, int(level)) for name, level in zip(payload["names"], payload["levels"])]
     return ConceptMasks(_unpack(payload["packed"], shape), concepts)
+
+
+def concepts_for(splits, n: int) -> ConceptMasks:
+    """The concept masks of the first ``n`` test images of ``splits`` (a ``replearn.data.Splits``): the one
+    place analysis and the run page get a run's masks.
+
+    data=shapes: the generator's exact masks (``replearn.shapes.concept_masks_for_split``); every other
+    data set: the morphology masks of :func:`load_concept_masks` (cached per user).
+    """
+    n = min(int(n), len(splits.test_x))
+    images, labels = splits.test_x[:n].cpu(), splits.test_y[:n].cpu()
+    if splits.name != "shapes":
+        return load_concept_masks(images, labels, list(splits.classes))
+    if splits.data_cfg is None:
+        raise ReplearnError("these shapes splits carry no data config, so their exact concept masks cannot be "
+                            "regenerated; build them with replearn.data.load_splits(cfg.data)")
+    from replearn.shapes.cache import concept_masks_for_split, load_split  # lazy: start-up time, shapes runs only
+
+    cfg = OmegaConf.create(splits.data_cfg)
+    generated = load_split("test", int(cfg.get("size", 28)))["images"][:n]
+    if generated.shape != images.shape or not torch.equal(generated, images):
+        raise ReplearnError(f"the first {n} test images of these shapes splits are not the generator's, so its masks "
+                            "would not match them; pass the splits of replearn.data.load_splits(cfg.data) unchanged")
+    return concept_masks_for_split(cfg, "test", torch.arange(n))

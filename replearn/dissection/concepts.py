@@ -78,8 +78,10 @@ import torch
 
 from replearn.dissection.morphology import EDGE_SIDES, FOREGROUND_THRESHOLD, ORIENTATIONS, PARTS, analyse, dilate
 from replearn.errors import ReplearnError
+from replearn.progress import progress as progress_bar
 
-LEVELS = {1: "edges & strokes", 2: "parts & shapes", 3: "digits"}
+# Level 3 is the whole object: a digit on MNIST, a class of objects on data=shapes (whose level 1 is its lines).
+LEVELS = {1: "edges & strokes", 2: "parts & shapes", 3: "objects (digits)"}
 @dataclass(frozen=True)
 class Concept:
     """One concept: its name (``edge_vertical``, ``loop``, ``digit_3``, ...) and level (1, 2 or 3)."""
@@ -204,9 +206,7 @@ def build_concept_masks(images: torch.Tensor, labels: torch.Tensor, class_names:
     level12 = [c.name for c in concepts if c.level < 3]
     starts = range(0, n, chunk)
     if progress:
-        from tqdm import tqdm  # lazy: only a progress bar needs it
-
-        starts = tqdm(starts, desc="concept masks", unit="chunk")
+        starts = progress_bar(starts, desc="concept masks", unit="chunk")
     labels_np = labels.numpy()
     for start in starts:
         stop = min(start + chunk, n)

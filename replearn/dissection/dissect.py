@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from replearn.dissection.maps import MapSource
 from replearn.errors import ReplearnError
+from replearn.progress import progress as progress_bar
 
-LEVEL_NAMES = {1: "edges & strokes", 2: "parts & shapes", 3: "digits"}
+LEVEL_NAMES = {1: "edges & strokes", 2: "parts & shapes", 3: "objects (digits)"}
 
 
 @dataclass
@@ -212,7 +212,7 @@ def dissect_layers(source: MapSource, concept_masks, settings: DissectionSetting
                             "build the masks for the same images")
     size = tuple(masks.shape[2:])
     layers = list(source.methods)
-    chunks = tqdm(desc="dissection", disable=not progress, leave=False, unit="chunk")
+    chunks = progress_bar(desc="dissection", enabled=progress, leave=False, unit="chunk")
 
     # Pass 1: per-unit thresholds at the top quantile of the upsampled maps of the first
     # quantile_images images. On the upsampled maps (not the native ones, as in the paper's code):

@@ -19,6 +19,7 @@ linear in depth; other vector layers (a CNN head) use one backward pass per unit
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 
 import torch
@@ -159,7 +160,10 @@ def grad_x_input_maps(model: nn.Module, layers: list[str], images: torch.Tensor,
     """
     model.eval()
     if _is_mlp_stack(model):
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # torch's first forward-mode product loads its jvp decompositions through torch.jit.script, which
+            # warns that torch.jit is deprecated: torch's own doing, not something a user can act on.
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
             return _mlp_grad_maps(model, layers, images.cpu(), normalize, std, pixels_kept)
     return {name: _reverse_grad_maps(model, name, images, normalize, std).detach() for name in layers}
 

@@ -11,9 +11,9 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from replearn.errors import ReplearnError
+from replearn.progress import progress as progress_bar
 
 POOLS = ("none", "mean", "max")
 
@@ -170,7 +170,7 @@ def capture_activations(
     model.eval()
     try:
         with record_activations(model, names) as acts:
-            for start in tqdm(range(0, n, batch_size), desc="capture", disable=not progress, leave=False):
+            for start in progress_bar(range(0, n, batch_size), desc="capture", enabled=progress, leave=False):
                 stop = min(start + batch_size, n)
                 with torch.inference_mode():
                     model(prepare_batch(images[start:stop], normalize, device))

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
 
 from replearn.errors import ReplearnError
+from replearn.progress import progress
 from replearn.report.claims import sweep_claims
 from replearn.report.collect import RunRecord, as_row, collect_runs, resolve_sweep_dir
 from replearn.report.layers import METRIC_BY_KEY, Cell, Metric, analysed_cells, layer_rows
@@ -106,7 +106,7 @@ def compare_depth(cfg: DictConfig, output_dir: str | Path | None = None) -> Path
     claims = sweep_claims(cells, rows)
     table = accuracy_table(records)
 
-    steps = tqdm(total=7, desc="depth report", disable=not cfg.progress)
+    steps = progress(total=7, desc="depth report", enabled=cfg.progress)
     series = {v: {row["depth"]: (row["mean"], row["ci95"]) for row in table if row["variant"] == v and row["ok"]}
               for v in variants}
     figures.append(("Test accuracy", _save(plot_accuracy_vs_depth(series), out / "accuracy_vs_depth.png"),

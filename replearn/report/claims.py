@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from replearn.report.layers import INPUT, METRICS, Cell, Metric
 from replearn.report.stats import Interval, interval, paired_difference, slope
 
-LEVELS = {1: "edges & strokes", 2: "parts & shapes", 3: "digits"}
+LEVELS = {1: "edges & strokes", 2: "parts & shapes", 3: "objects (digits)"}
 
 
 @dataclass

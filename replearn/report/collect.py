@@ -45,6 +45,8 @@ class RunRecord:
     metrics: list = field(default_factory=list)
     analysis: dict | None = None
     error: str = ""
+    # The config keys that must be equal across one sweep (see SWEPT), flattened; None without a readable config.
+    settings: dict | None = None
 
     @property
     def test_acc(self) -> float | None:
@@ -83,6 +85,57 @@ def _as_int(value: Any) -> int | None:
         return int(str(value))
     except (TypeError, ValueError):
         return None
+
+
+# What a depth sweep varies (depth, seed and the variant's model settings) and what does not change what a run
+# learns (where the data is, progress bars, threads, resuming): everything else under these sections is one setting.
+SECTIONS = ("data", "model", "optim", "trainer")
+SWEPT = {"model.depth", "model.norm", "model.residual", "model.init", "data.root", "data.download",
+         "trainer.resume", "trainer.force", "trainer.force_resources", "trainer.progress", "trainer.eval_batch_size"}
+
+
+def run_settings(cfg: dict) -> dict:
+    """The run's config keys that one sweep holds fixed, flattened (``{"data.name": "mnist", ...}``)."""
+    flat: dict = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}", item)
+        elif prefix not in SWEPT and "thread" not in prefix:
+            flat[prefix] = value
+
+    for section in SECTIONS:
+        walk(section, cfg.get(section))
+    return flat
+
+
+def check_one_sweep(records: list[RunRecord], sweep_dir: Path) -> None:
+    """Refuse runs that are not one sweep: compare_depth averages runs of one setting as seeds.
+
+    Runs must agree on every setting but depth, seed and the variant, and no two finished runs may be the
+    same (variant, depth, seed) (a copy, or a run trained twice): either would be averaged as independent seeds.
+    """
+    readable = [r for r in records if r.settings is not None]
+    # The dataset and the model first: the difference a reader recognizes at once.
+    for key in sorted({k for r in readable for k in r.settings}, key=lambda k: (k not in ("data.name", "model.name"), k)):
+        values: dict[str, RunRecord] = {}
+        for r in readable:
+            values.setdefault(repr(r.settings.get(key)), r)
+        if len(values) > 1:
+            (a, ra), (b, rb) = list(values.items())[:2]
+            raise ReplearnError(f"sweep={sweep_dir} holds runs that are not one sweep: {key} is {a} in {ra.path.name} but "
+                                f"{b} in {rb.path.name} (runs of one setting are averaged as seeds); pass the folder of "
+                                "one sweep (python scripts/train.py -m ... writes one) or move the other runs out")
+    seen: dict[tuple, RunRecord] = {}
+    for r in records:
+        if r.status != "ok":
+            continue
+        other = seen.setdefault((r.variant, r.depth, r.seed), r)
+        if other is not r:
+            raise ReplearnError(f"sweep={sweep_dir} holds two runs of variant={r.variant} depth={r.depth} seed={r.seed} "
+                                f"({other.path.name} and {r.path.name}), which would be averaged as two seeds; keep one "
+                                "of them (a sweep has one run per setting)")
 
 
 # Files only a started run has; a folder with none of them (Hydra's .hydra/ from a failed start) is no run.
@@ -145,7 +198,7 @@ def read_run(path: Path) -> RunRecord | None:
         path=path, status=status, variant=variant, depth=depth, seed=seed,
         model=str(model_cfg.get("name", "")), final=final if isinstance(final, dict) else {},
         metrics=read_metrics(path) if status != "failed" or final is None else [],
-        analysis=analysis, error=error,
+        analysis=analysis, error=error, settings=run_settings(cfg),
     )
 
 
@@ -203,6 +256,7 @@ def collect_runs(sweep_dir: str | Path) -> list[RunRecord]:
                                  depth=depth, seed=seed))
     if not records:
         raise ReplearnError(f"no runs found in {sweep_dir}; run a sweep first (python scripts/train.py -m experiment=depth_mlp)")
+    check_one_sweep(records, sweep_dir)
     return sorted(records, key=lambda r: (r.variant, r.depth, r.seed))
 
 

@@ -59,7 +59,7 @@ METRICS = [
     Metric("class_selectivity", "class selectivity (mean over units)", "decodability"),
     Metric("dissect_fraction_l1", "fraction of units labelled level 1 (edges & strokes)", "dissection"),
     Metric("dissect_fraction_l2", "fraction of units labelled level 2 (parts & shapes)", "dissection"),
-    Metric("dissect_fraction_l3", "fraction of units labelled level 3 (digits)", "dissection"),
+    Metric("dissect_fraction_l3", "fraction of units labelled level 3 (objects: digits)", "dissection"),
     Metric("dissect_fraction_unlabelled", "fraction of units unlabelled", "dissection"),
     Metric("dissect_mean_best_iou_l1", "mean best IoU with a level-1 concept", "dissection"),
     Metric("dissect_mean_best_iou_l2", "mean best IoU with a level-2 concept", "dissection"),

@@ -193,8 +193,9 @@ GROUP_INTRO = {
     "decodability": "How well a linear probe reads the digit class out of each layer, and how class-selective its "
                     "units are. Probes are also fitted on shuffled training labels and scored on shuffled test "
                     "labels: that chance floor is reported with its spread over shuffles.",
-    "dissection": "Network dissection against digit concepts at three levels (1: oriented edges and strokes; "
-                  "2: endpoints, junctions, corners, arcs, loops; 3: whole digits): the fraction of a layer's units "
+    "dissection": "Network dissection against concepts at three levels (MNIST: 1: oriented edges and strokes; "
+                  "2: endpoints, junctions, corners, arcs, loops; 3: whole digits; data=shapes: the generator's exact "
+                  "masks of its 4 line orientations, 6 part types and objects): the fraction of a layer's units "
                   "labelled at each level (or unlabelled) and the mean best IoU per level.",
     "architecture": "Measures that the architecture largely fixes: they are shown with their random-init control, "
                     "and the sentences say whether training moves them at all. They are not evidence for the "

@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator
 LEVEL_STYLE = [
     ("l1", "level 1: edges & strokes", "#4c72b0"),
     ("l2", "level 2: parts & shapes", "#dd8452"),
-    ("l3", "level 3: digits", "#55a868"),
+    ("l3", "level 3: objects (digits)", "#55a868"),
     ("unlabelled", "unlabelled", "#d9d9d9"),
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -9,13 +10,22 @@ from typing import Any
 import torch
 
 from replearn.errors import ReplearnError
+from replearn.guards import check_archive
 from replearn.runs.atomic import atomic_write
 from replearn.runs.layout import CHECKPOINT
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write ``state`` atomically: a crash mid-write leaves the previous checkpoint intact."""
-    atomic_write(path, lambda handle: torch.save(state, handle), binary=True)
+    """Write ``state`` atomically: a crash mid-write leaves the previous checkpoint intact.
+
+    torch reports a failed write (a full disk, ``ulimit -f``) as a RuntimeError: it becomes the
+    OSError it is, so the caller's one-line handling of full disks applies.
+    """
+    try:
+        atomic_write(path, lambda handle: torch.save(state, handle), binary=True)
+    except RuntimeError:  # e.g. "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"
+        raise OSError(errno.EFBIG, "the write failed: the disk is full or a file size limit (ulimit -f) was reached",
+                      str(path)) from None
 
 
 def checkpoint_path(spec: str | os.PathLike) -> Path:
@@ -31,6 +41,7 @@ def checkpoint_path(spec: str | os.PathLike) -> Path:
 def load_checkpoint(spec: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint safely (tensors and plain containers only)."""
     path = checkpoint_path(spec)
+    check_archive(path, "checkpoint")  # a zip bomb is refused before torch inflates it
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:

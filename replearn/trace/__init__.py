@@ -13,6 +13,9 @@ from replearn.trace.draw import draw_network
 from replearn.trace.model_trace import format_model_trace, plot_model_trace, trace_model
 from replearn.trace.network import format_trace, forward_trace, load_network
 
+# More lines than this are only written to trace.txt (the first ones are printed).
+MAX_PRINTED_LINES = 200
+
 __all__ = ["trace", "draw_network", "forward_trace", "format_trace", "load_network", "trace_model",
            "format_model_trace", "plot_model_trace"]
 
@@ -31,8 +34,13 @@ def trace(cfg: DictConfig, output_dir: str | Path) -> str:
         network = load_network(cfg.network or default_network())
         result = forward_trace(network)
         text, fig = format_trace(result), draw_network(result) if cfg.draw else None
-    print(text)
     (output_dir / "trace.txt").write_text(text + "\n")
+    lines = text.splitlines()
+    if len(lines) > MAX_PRINTED_LINES:  # a big network's trace is read in the file, not scrolled past
+        print("\n".join(lines[:MAX_PRINTED_LINES]))
+        print(f"... {len(lines) - MAX_PRINTED_LINES:,} more lines in {output_dir / 'trace.txt'}")
+    else:
+        print(text)
     if fig is not None and cfg.draw:
         fig.savefig(output_dir / "trace.png", bbox_inches="tight")
         print(f"\nfigure: {output_dir / 'trace.png'}")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle
 from matplotlib.transforms import Bbox
 
-from replearn.trace.network import NetworkTrace, fmt
+from replearn.trace.network import LayerTrace, NetworkTrace, NodeTrace, fmt
 
 RADIUS = 0.3
 DX = 2.2  # horizontal spacing between layers leaves room for weight labels
@@ -15,6 +17,36 @@ DX = 2.2  # horizontal spacing between layers leaves room for weight labels
 # near the target first, since that is the node whose sum the weight feeds.
 LABEL_STOPS = (0.72, 0.6, 0.82, 0.5, 0.4, 0.3, 0.66, 0.55, 0.45, 0.35, 0.25)
 POSITIVE, NEGATIVE, BIAS = "tab:blue", "tab:red", "tab:purple"
+# A readable drawing: at most this many nodes per column and columns (inputs + layers); the rest is left out,
+# with a note (every node stays in the text trace). 100,000 nodes once took minutes to draw, unreadably.
+MAX_COLUMN_NODES = 16
+MAX_COLUMNS = 10
+
+
+def readable_part(trace: NetworkTrace) -> tuple[NetworkTrace, str | None]:
+    """The part of ``trace`` that is drawn (the first nodes of the first columns) and a note on what is left out.
+
+    Kept nodes keep their true weighted sums and outputs (from every input); only the edges from left-out
+    nodes are not drawn. The note is None when everything fits.
+    """
+    sizes = [len(trace.inputs)] + [len(layer.nodes) for layer in trace.layers]
+    if len(sizes) <= MAX_COLUMNS and max(sizes) <= MAX_COLUMN_NODES:
+        return trace, None
+    width = min(len(trace.inputs), MAX_COLUMN_NODES)
+    layers = []
+    for layer in trace.layers[:MAX_COLUMNS - 1]:
+        nodes = [NodeTrace(node.inputs[:width], node.weights[:width], node.bias, node.weighted_sum, node.output)
+                 for node in layer.nodes[:MAX_COLUMN_NODES]]
+        layers.append(LayerTrace(layer.name, layer.activation, nodes))
+        width = len(nodes)
+    part = NetworkTrace(list(trace.inputs[:MAX_COLUMN_NODES]), layers)
+    shown = min(len(trace.inputs), MAX_COLUMN_NODES) + sum(len(layer.nodes) for layer in layers)
+    left_out = [f"at most {MAX_COLUMN_NODES} nodes per column"] if max(sizes) > MAX_COLUMN_NODES else []
+    if len(sizes) > MAX_COLUMNS:
+        left_out.append(f"the first {MAX_COLUMNS - 1} of {len(trace.layers)} layers")
+    note = (f"Drawn: {shown:,} of {sum(sizes):,} nodes ({', '.join(left_out)}); each drawn sum still counts every "
+            "input. Every node is in the text trace.")
+    return part, note
 
 
 def _positions(count: int) -> list[float]:
@@ -36,9 +68,12 @@ def _overlap(box: Bbox, taken: list[Bbox]) -> float:
 def draw_network(trace: NetworkTrace, ax=None, label_edges: bool | None = None) -> Figure:
     """Inputs at the left, one column per layer; node text = activation output, Σ (with bias) below, bias above.
 
+    A network too big to read is drawn in part (:func:`readable_part`), with a note in the title.
+
     Weight labels are placed along their edge where they overlap no other text or node (measured with
     the renderer's text boxes); a legend explains colours, widths and the grey (ReLU-silenced) nodes.
     """
+    trace, note = readable_part(trace)
     columns = [list(trace.inputs)] + [layer.outputs for layer in trace.layers]
     if ax is None:
         fig = Figure(figsize=(2.4 * len(columns) + 1, 1.3 * max(len(c) for c in columns) + 2.2), dpi=110)
@@ -54,7 +89,10 @@ def draw_network(trace: NetworkTrace, ax=None, label_edges: bool | None = None) 
     ax.set_ylim(min(min(y) for y in ys) - 1.9, top + 0.6)
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title("Forward propagation: weighted sum (Σ) plus bias, then activation, at every node", fontsize=10)
+    title = "Forward propagation: weighted sum (Σ) plus bias, then activation, at every node"
+    if note is not None:
+        title += "\n" + textwrap.fill(note, width=max(60, int(16 * (2.4 * len(columns) + 1))))
+    ax.set_title(title, fontsize=10)
 
     for c, column in enumerate(columns):
         for n, value in enumerate(column):

@@ -6,9 +6,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from replearn.errors import ReplearnError
+from replearn.trace.safe_yaml import load_yaml_file
 
 ACTIVATIONS = {
     "relu": lambda v: v if v > 0 else 0,
@@ -65,10 +64,7 @@ def load_network(path: str | Path) -> dict:
     if not path.is_file():
         raise ReplearnError(f"network file {path} not found; pass network=<path to a YAML file> "
                             "(example: configs/networks/course_example.yaml)")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ReplearnError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    spec = load_yaml_file(path, "network file")  # bounded: size, nesting, alias expansion
     if not isinstance(spec, dict) or "inputs" not in spec or "layers" not in spec:
         raise ReplearnError(f"{path} needs an 'inputs' list and a 'layers' list")
     if not isinstance(spec["inputs"], list) or not spec["inputs"]:

@@ -33,10 +33,17 @@ def exploded(row: dict, initial_loss: float | None, when: str, num_classes: int 
 
 
 def divergence_advice(cfg, output_dir: Path, metrics: list[dict]) -> str:
-    """What to do after a divergence; names a checkpoint only if one was saved."""
+    """What to do after a divergence: a whole training command (``scripts/train.py``'s options, never another
+    script's), naming a checkpoint only if one was saved.
+
+    Typed as it stands, the resume keeps the run's own settings, the diverged leg's included
+    (replearn.training.own_config): only the learning rate changes.
+    """
     lower = f"{cfg.optim.lr / 10:g}"
     if metrics:
         return (f"the checkpoint of epoch {metrics[-1]['epoch']} is kept: continue from it and lower the learning rate "
-                f"(trainer.resume={output_dir} optim.lr={lower}), or start over with model.norm=batchnorm")
-    return (f"no epoch finished, so there is no checkpoint to resume: run again and lower the learning rate "
-            f"(optim.lr={lower}, was {cfg.optim.lr:g}) or add normalization (model.norm=batchnorm)")
+                f"(python scripts/train.py trainer.resume={output_dir} optim.lr={lower}), or train again with "
+                "model.norm=batchnorm")
+    return (f"no epoch finished, so there is no checkpoint to resume: train again and lower the learning rate "
+            f"(python scripts/train.py ... optim.lr={lower}, was {cfg.optim.lr:g}) or add normalization "
+            "(model.norm=batchnorm)")

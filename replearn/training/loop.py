@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import time
@@ -11,14 +12,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
 
 from replearn.data import Splits, load_splits
-from replearn.device import autocast_dtype, resolve_device, resolve_threads, seed_everything
+from replearn.device import autocast_dtype, resolve_device, resolve_threads, seed_everything, thread_dependence
 from replearn.errors import ReplearnError
 from replearn.guards import check_images, check_training
 from replearn.models import LayeredModel, build_model_from_config, count_parameters
-from replearn.runs.checkpoint import save_checkpoint
+from replearn.progress import progress
+from replearn.runs.checkpoint import load_checkpoint, save_checkpoint
 from replearn.runs.layout import ANALYSIS, CHECKPOINT
 from replearn.runs.lock import RunLock
 from replearn.training.augment import draw_shifts, shift_images
@@ -79,7 +80,8 @@ def describe(cfg: DictConfig) -> str:
 def train(cfg: DictConfig, output_dir: str | Path) -> dict:
     """Train the configured model; write config, metrics, checkpoint, curves and final.json into a run folder.
 
-    Returns the contents of ``final.json``.
+    Returns the contents of ``final.json``. Everything is checked before the folder is touched: a
+    refusal (ReplearnError, one line) leaves it exactly as it was.
     """
     console_logging()
     output_dir = Path(output_dir)
@@ -87,7 +89,9 @@ def train(cfg: DictConfig, output_dir: str | Path) -> dict:
         # Resuming continues in the original run folder so its files stay together.
         output_dir = resume_target(cfg.trainer.resume)
     check_training(cfg)  # the resource guard: arithmetic on the config, before anything is allocated
-    prepare_start(cfg, output_dir)  # read-only first: a refusal leaves the folder exactly as it was
+    start = prepare_start(cfg, output_dir)  # read-only first: a refusal leaves the folder exactly as it was
+    if start.kind == "resume":
+        check_restorable(cfg, start)
     with RunLock(output_dir):
         # Decided again under the lock: another process may have changed the folder meanwhile.
         start = prepare_start(cfg, output_dir)
@@ -96,29 +100,64 @@ def train(cfg: DictConfig, output_dir: str | Path) -> dict:
             clean_stale_temp(output_dir)
             if start.final.get("status") == "ok" and cfg.analysis.enabled and not (output_dir / ANALYSIS).is_file():
                 log.info(f"{output_dir} has no {ANALYSIS} (stopped before it was written): completing it")
-                resolve_threads(cfg.trainer.threads, resolve_device(cfg.device))  # as after training: same numbers
+                _analysis_threads(cfg, output_dir)  # as after training: same numbers
                 _maybe_analyze(cfg, output_dir)
             return start.final
         clean_stale_temp(output_dir)
         try:
             return _train_locked(cfg, output_dir, start)
-        except OSError as exc:  # a full disk, a folder made read-only mid-run
+        except OSError as exc:  # a full disk, ulimit -f, a folder made read-only mid-run
             saved = (output_dir / CHECKPOINT).is_file()
+            fix = ("free disk space or raise the file size limit (ulimit -f)" if exc.errno in (errno.ENOSPC, errno.EFBIG)
+                   else "free disk space or fix the permissions")
             raise ReplearnError(
-                f"cannot write {exc.filename or output_dir}: {exc.strerror or exc}; free disk space or fix the "
-                + (f"permissions, then continue with trainer.resume={output_dir}" if saved else "permissions, then run again")
+                f"cannot write {exc.filename or output_dir}: {exc.strerror or exc}; {fix}, then "
+                + (f"continue with trainer.resume={output_dir}" if saved else "run again")
             ) from None
 
 
+def check_restorable(cfg: DictConfig, start: Start) -> None:
+    """Restore ``start``'s checkpoint into a throwaway model and optimizer; ReplearnError (one line) if it does not fit.
+
+    A checkpoint of an older layout (renamed weights, no RNG states) is refused here, before the lock
+    is taken and before anything in the folder is rewritten.
+    """
+    model = build_model_from_config(cfg.model)
+    optimizer = build_optimizer(cfg.optim, model.parameters())
+    TrainState(model, optimizer, None, torch.Generator(), torch.device("cpu")).restore(cfg, start.state, start.plan, None)
+
+
+def _pinned_threads(extra: dict | None) -> int | None:
+    """The thread count a checkpoint recorded (runs whose numbers depend on it), or None."""
+    threads = (extra or {}).get("threads")
+    return threads if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0 else None
+
+
+def _analysis_threads(cfg: DictConfig, output_dir: Path) -> None:
+    """Threads for completing a finished run's analysis: the run's own count where its numbers depend on it."""
+    device = resolve_device(cfg.device)
+    model = build_model_from_config(cfg.model)
+    depends = thread_dependence(model, device)
+    pinned = None
+    if depends is not None:
+        try:
+            pinned = _pinned_threads(load_checkpoint(output_dir / CHECKPOINT).get("extra"))
+        except (ReplearnError, AttributeError):
+            pinned = None
+    resolve_threads(cfg.trainer.threads, device, depends=depends, pinned=pinned)
 
 
 def _train_locked(cfg: DictConfig, output_dir: Path, start: Start) -> dict:
     """The training itself, in a run folder this process owns."""
     wall_start = time.perf_counter()
     device = resolve_device(cfg.device)
-    threads = resolve_threads(cfg.trainer.threads, device)
     shuffle_gen = seed_everything(cfg.seed)
     model = build_training_model(cfg, device)
+    # Auto threads follow the load only where the count cannot change the numbers; otherwise the run
+    # keeps one count, recorded in its checkpoint and reused on resume.
+    saved_extra = start.state.get("extra") if start.kind == "resume" else None
+    threads = resolve_threads(cfg.trainer.threads, device, depends=thread_dependence(model, device),
+                              pinned=_pinned_threads(saved_extra if isinstance(saved_extra, dict) else None))
     splits = check_images(load_splits(cfg.data), cfg.data).to(device)
     writer = RunWriter(output_dir)
 
@@ -128,13 +167,15 @@ def _train_locked(cfg: DictConfig, output_dir: Path, start: Start) -> dict:
     state = TrainState(model, optimizer, scheduler, shuffle_gen, device)
     metrics: list[dict] = []
     if start.kind == "resume":
+        state.restore(cfg, start.state, start.plan, steps_per_epoch)  # in memory: the folder is untouched if it fails
         writer.begin_resume(start)
-        state.restore(cfg, start.state, start.plan, steps_per_epoch)
         metrics = writer.truncate_metrics(state.epoch)
         changes = describe_changes(start.plan.changes)
         log.info(f"resuming {output_dir} after epoch {state.epoch}" + (f" with {changes}" if changes else ""))
     else:
         writer.begin_fresh()
+    if threads.recorded is not None:
+        state.extra["threads"] = threads.recorded
     writer.write_config(cfg)
 
     train_x = splits.normalize(splits.train_x)  # (N, 1, 28, 28) float, normalized once
@@ -172,11 +213,12 @@ def _train_locked(cfg: DictConfig, output_dir: Path, start: Start) -> dict:
         writer.write_final(final)
         loggers.close()
         raise ReplearnError(final["error"]) from None
-    except KeyboardInterrupt:
-        log.warning(f"interrupted; the last finished epoch is saved: resume with trainer.resume={output_dir}" if metrics
-                    else "interrupted before the first epoch finished; nothing was saved")
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (the command line turns it into a KeyboardInterrupt)
         loggers.close()
-        raise
+        saved = (f"the checkpoint of epoch {metrics[-1]['epoch']} is kept: continue with "
+                 f"python scripts/train.py trainer.resume={output_dir}") if metrics else \
+            "no epoch had finished, so nothing was saved"
+        raise type(exc)(f"stopped during epoch {state.epoch + 1}; {saved}") from None
     writer.write_curves(metrics, title)
     model = model.to(memory_format=torch.contiguous_format)  # what loggers and callers expect to read
     test_loss, test_acc = evaluate(model, splits.test_x, splits.test_y, splits, cfg.trainer.eval_batch_size)
@@ -220,7 +262,7 @@ def train_epoch(cfg: DictConfig, state: TrainState, train_x: torch.Tensor, split
     seen, steps = 0, math.ceil(len(order) / batch_size)
     # Checking for NaN forces a host sync: every step on CPU (free), every 50 on GPU.
     check_every = 1 if device.type == "cpu" else 50
-    bar = tqdm(range(steps), desc=f"epoch {epoch}", leave=False, disable=not cfg.trainer.progress,
+    bar = progress(range(steps), desc=f"epoch {epoch}", leave=False, enabled=cfg.trainer.progress,
                unit="batch", dynamic_ncols=True)
     start = time.perf_counter()
     for step in bar:

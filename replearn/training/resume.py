@@ -34,7 +34,7 @@ from omegaconf import OmegaConf
 
 from replearn.errors import ReplearnError
 from replearn.runs.atomic import atomic_write
-from replearn.runs.checkpoint import checkpoint_path, load_checkpoint
+from replearn.runs.checkpoint import load_checkpoint
 from replearn.runs.layout import CHECKPOINT, CONFIG_HISTORY, RESUMES, read_config, read_final
 
 # Where a run's files are, how it is shown and run, and how to start it: not part of what it is.
@@ -55,15 +55,17 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _matches(key: str, patterns: tuple[str, ...]) -> bool:
+def matches(key: str, patterns: tuple[str, ...]) -> bool:
     return any(key == p or (p.endswith(".") and key.startswith(p)) for p in patterns)
 
 
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Keys whose value differs between two resolved configs (paths and run-control keys ignored)."""
     a, b = flatten(old), flatten(new)
+    # A key the saved config lacks was added to the schema after the run started; its default keeps
+    # the old behaviour (e.g. model.num_classes: 10), so it is not a change of the run's settings.
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k) and not _matches(k, IGNORED)}
+            if k in a and a.get(k) != b.get(k) and not matches(k, IGNORED)}
 
 
 def describe_changes(changes: Mapping[str, tuple[Any, Any]]) -> str:
@@ -80,13 +82,13 @@ class ResumePlan:
 
     @property
     def replan(self) -> bool:
-        return any(_matches(k, REPLANNED) for k in self.changes)
+        return any(matches(k, REPLANNED) for k in self.changes)
 
 
 def plan_resume(run_dir: Path, saved_cfg: Mapping[str, Any], new_cfg: Mapping[str, Any], after_epoch: int) -> ResumePlan:
     """Compare the checkpoint's config with the new one; ReplearnError (one line) if the change is not allowed."""
     changes = config_changes(saved_cfg, new_cfg)
-    fixed = {k: v for k, v in changes.items() if _matches(k, FIXED)}
+    fixed = {k: v for k, v in changes.items() if matches(k, FIXED)}
     if fixed:
         raise ReplearnError(
             f"cannot resume {run_dir}: it was trained with different fixed settings ({describe_changes(fixed)}); "
@@ -135,16 +137,32 @@ class Start:
     message: str = ""
 
 
+def load_resume_state(run_dir: Path) -> dict:
+    """The checkpoint of ``run_dir``, checked to be one training can continue from; ReplearnError (one line) if not."""
+    checkpoint = Path(run_dir) / CHECKPOINT
+    state = load_checkpoint(checkpoint)
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+        raise ReplearnError(f"{checkpoint} is not a replearn checkpoint (no config); {start_over(run_dir)}")
+    epoch = state.get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise ReplearnError(f"{checkpoint} is damaged: its epoch is {epoch!r}, not a count of finished epochs; "
+                            f"{start_over(run_dir)}")
+    return state
+
+
 def prepare_start(cfg, run_dir: Path) -> Start:
     """Decide how ``train`` starts in ``run_dir``; reads only, so a refusal (ReplearnError) changes nothing.
 
     A finished run with the same settings is skipped; with other settings it is refused (extend it
     with ``trainer.resume``). An unfinished run with a checkpoint continues from it (a sweep job that
-    was killed), under the resume rule above; ``trainer.force=true`` starts over.
+    was killed), under the resume rule above; ``trainer.force=true`` starts over (refused together
+    with ``trainer.resume``, which continues).
     """
     run_dir = Path(run_dir)
     explicit = bool(cfg.trainer.resume)
-    if cfg.trainer.force and not explicit:
+    if cfg.trainer.force and explicit:
+        raise ReplearnError(force_and_resume(run_dir))
+    if cfg.trainer.force:
         return Start("fresh")
     new = OmegaConf.to_container(cfg, resolve=True)
     final = read_final(run_dir)
@@ -169,16 +187,15 @@ def prepare_start(cfg, run_dir: Path) -> Start:
         return Start("skip", final=final, message=f"skipping {run_dir}: already finished ({status}); "
                                                   "pass trainer.force=true to re-run")
     if not checkpoint.is_file():
+        if explicit:  # a run that lost its checkpoint since resume_target looked
+            raise ReplearnError(f"no checkpoint in {run_dir}, so there is nothing to resume; start a new run instead")
         return Start("fresh")
     try:
-        state = load_checkpoint(checkpoint)
+        state = load_resume_state(run_dir)
     except ReplearnError as exc:
-        if explicit:
+        if explicit or "trainer.force=true" in str(exc):
             raise
-        raise ReplearnError(f"{exc}; pass trainer.force=true to start this run over") from None
-    if not isinstance(state, dict) or not isinstance(state.get("config"), dict) or not isinstance(state.get("epoch"), int):
-        raise ReplearnError(f"{checkpoint} is not a replearn checkpoint (no config or epoch); "
-                            "pass trainer.force=true to start this run over")
+        raise ReplearnError(f"{exc}; {start_over(run_dir)}") from None
     plan = plan_resume(run_dir, state["config"], new, state["epoch"])
     if status == "ok" and state["epoch"] >= new["trainer"]["epochs"]:
         return Start("skip", final=final, message=f"{run_dir} already finished all {state['epoch']} epochs; "
@@ -186,11 +203,36 @@ def prepare_start(cfg, run_dir: Path) -> Start:
     return Start("resume", final=final, state=state, plan=plan)
 
 
+def start_over(run_dir: Path | str) -> str:
+    """How to start the run in ``run_dir`` over (its checkpoint cannot be continued)."""
+    return f"to start this run over: python scripts/train.py hydra.run.dir={run_dir} trainer.force=true"
+
+
+def force_and_resume(run_dir: Path | str) -> str:
+    """The refusal of ``trainer.force=true`` with ``trainer.resume`` (one starts over, the other continues)."""
+    return (f"trainer.force=true starts a run over and trainer.resume continues it: pass one of them "
+            f"(to start {run_dir} over: python scripts/train.py hydra.run.dir={run_dir} trainer.force=true)")
+
+
 def resume_target(spec: str) -> Path:
-    """The run folder ``trainer.resume`` names (a folder or its checkpoint.pt); one line if there is nothing to resume."""
-    path = Path(spec).expanduser()
-    final = read_final(path) if path.is_dir() else None
-    if final and not (path / CHECKPOINT).is_file():
-        raise ReplearnError(f"{path} {final.get('status')} before its first checkpoint, so there is nothing to resume; "
-                            "start a new run instead (with a lower optim.lr if it diverged)")
-    return checkpoint_path(spec).parent
+    """The run folder ``trainer.resume`` names (a folder or its checkpoint.pt); one line if there is nothing to resume.
+
+    Only reads: a file that is not a checkpoint, a folder without one or a path that does not exist
+    is refused before anything is written anywhere.
+    """
+    path = Path(str(spec)).expanduser()
+    if path.is_file():
+        if path.name != CHECKPOINT:
+            raise ReplearnError(f"trainer.resume={spec} is a file, not a run: pass the run folder that holds "
+                                f"{CHECKPOINT} (here {path.parent}, if that is the run)")
+        return path.parent
+    if not path.is_dir():
+        raise ReplearnError(f"trainer.resume={spec} does not exist; pass a run folder written by scripts/train.py")
+    final = read_final(path)
+    if not (path / CHECKPOINT).is_file():
+        if final:
+            raise ReplearnError(f"{path} {final.get('status')} before its first checkpoint, so there is nothing to "
+                                "resume; start a new run instead (with a lower optim.lr if it diverged)")
+        raise ReplearnError(f"trainer.resume={spec}: no {CHECKPOINT} in {path}, so it is not a run that can be "
+                            "resumed; pass a run folder written by scripts/train.py")
+    return path

@@ -86,7 +86,8 @@ def final_summary(cfg, model, metrics: list[dict], wall_start: float, status: st
         "depth": cfg.model.depth,
         "seed": cfg.seed,
         "params": count_parameters(model),
-        "epochs_completed": len(metrics),
+        # The last epoch's number, not the row count: a torn row dropped from metrics.jsonl is not an epoch less.
+        "epochs_completed": int(metrics[-1]["epoch"]) if metrics else 0,
         "val_acc": metrics[-1]["val_acc"] if metrics else None,
         "best_val_acc": best["val_acc"] if best else None,
         "best_epoch": best["epoch"] if best else None,

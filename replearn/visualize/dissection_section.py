@@ -7,7 +7,7 @@ from pathlib import Path
 from torch import nn
 
 from replearn.dissection import DissectionSettings, dissect_model
-from replearn.dissection.concept_cache import load_concept_masks
+from replearn.dissection.concept_cache import concepts_for
 from replearn.dissection.examples import top_labelled_units, unit_examples
 from replearn.visualize.page import PageFigure, PageSection
 from replearn.viz.dissection_plot import LEVEL_LABELS, plot_level_fractions, plot_unit_examples
@@ -25,8 +25,8 @@ def dissection_section(model: nn.Module, splits, layers: list[str], out: Path, n
 
     Returns the section and ``{layer: LayerDissection}`` of the model (for labels elsewhere on the page).
     """
-    images, labels = splits.test_x[:n_images].cpu(), splits.test_y[:n_images].cpu()
-    concepts = load_concept_masks(images, labels, list(splits.classes))
+    images = splits.test_x[:n_images].cpu()
+    concepts = concepts_for(splits, n_images)
     settings = DissectionSettings(grad_images=min(1000, len(images)))
     std = float(splits.std)
     result = dissect_model(model, images, concepts, layers, splits.normalize, std, settings, progress=progress)
@@ -40,7 +40,7 @@ def dissection_section(model: nn.Module, splits, layers: list[str], out: Path, n
     head = ["layer", "map", *(LEVEL_LABELS[lv] for lv in levels)]
     if control_fractions:
         head += [f"{LEVEL_LABELS[lv]} (random init)" for lv in levels]
-    head += ["mean best IoU: edges / parts / digits"]
+    head += ["mean best IoU: edges / parts / objects"]
     table = [head]
     for name, d in result.items():
         row = [name, d.method.replace("_", " "), *(_pct(fractions[name][lv]) for lv in levels)]
@@ -53,9 +53,11 @@ def dissection_section(model: nn.Module, splits, layers: list[str], out: Path, n
     section = PageSection(
         "What each unit detects",
         f"Network dissection (Bau et al. 2017) on {len(images)} test images: each unit's map is thresholded at "
-        f"its top {100 * settings.quantile:.1f}% and compared with 28x28 masks of digit concepts at three levels "
-        "(edges and strokes; parts and shapes: endpoints, junctions, corners, curves, loops; whole digits). A unit "
-        f"is labelled with its best concept when the IoU exceeds {settings.iou_threshold}. Conv channels use their "
+        f"its top {100 * settings.quantile:.1f}% and compared with 28x28 concept masks at three levels "
+        + ("(the shapes generator's exact masks: its 4 line orientations; its 6 part types; each object's own "
+           "strokes). " if splits.name == "shapes" else
+           "(edges and strokes; parts and shapes: endpoints, junctions, corners, curves, loops; whole digits). ")
+        + f"A unit is labelled with its best concept when the IoU exceeds {settings.iou_threshold}. Conv channels use their "
         "feature maps; units without a spatial map (MLP units, logits) use gradient x input on the first "
         f"{settings.grad_images} images - which ink drives the unit, not where the unit is. "
         + ("The random-init network of the same architecture is dissected the same way as a control: labels it "

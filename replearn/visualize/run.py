@@ -1,28 +1,30 @@
 """A trained run's page: every figure for every chosen layer, and the index.html that shows them.
 
-:func:`visualize_run` checks the config, :func:`draw_run` loads the run and clears the last page;
+:func:`visualize_run` checks the config, :func:`draw_run` loads the run and swaps the new page in when complete;
 :func:`render_all` draws the sections --
 the opening figures (:mod:`.overview`), act-max (:mod:`.actmax_section`), dissection
-(:mod:`.dissection_section`) and one section per layer (:mod:`.layers`) -- and writes them in
-:data:`PAGE_ORDER`.
+(:mod:`.dissection_section`), for shapes runs the three levels (:mod:`.shapes_section`), and one section
+per layer (:mod:`.layers`) -- and writes them in :data:`PAGE_ORDER`.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from replearn.actmax.choice import prepare_actmax
 from replearn.analysis.run import random_init_control
 from replearn.conf.visualize import VisualizeConfig, validate_visualize
 from replearn.device import resolve_device, resolve_threads
 from replearn.errors import ReplearnError
+from replearn.guards import check_visualize
+from replearn.progress import progress
 from replearn.recording.hooks import capture_activations
 from replearn.runs import layout
 from replearn.runs.load import load_run, resolve_run_dir
@@ -31,11 +33,14 @@ from replearn.visualize.dissection_section import dissection_section
 from replearn.visualize.layers import PageInputs, layer_page, pick_inputs, select_layers
 from replearn.visualize.overview import glance_section, overview_section
 from replearn.visualize.page import PageSection, write_page
+from replearn.visualize.shapes_section import is_shapes, shapes_section
+from replearn.visualize.staging import staged_page, unfinished
 from replearn.viz import embed_2d
 
 #: The page's sections by name, top to bottom. A name with nothing to show is left out: "actmax" without
-#: scored priors (no training images), "dissection" with dissect=false. "layers" is one section per layer.
-PAGE_ORDER = ("at_a_glance", "overview", "actmax", "dissection", "layers")
+#: scored priors (no training images), "dissection" with dissect=false, "shapes" (the three levels' masks beside
+#: the units that match them) unless a data=shapes run is dissected. "layers" is one section per layer.
+PAGE_ORDER = ("at_a_glance", "overview", "actmax", "dissection", "shapes", "layers")
 OWN_FILES = ("index.html", ACTMAX_JSON)
 
 
@@ -49,7 +54,10 @@ def draw_run(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> Pa
     """Load the run named by ``cfg.run`` (a folder or ``latest``) and draw everything; returns index.html.
 
     Figures go to ``output_dir`` if given, else ``<run dir>/viz/``. ``cfg`` is taken as checked (the
-    command line checks it before Hydra starts); :func:`visualize_run` checks it first.
+    command line checks it before Hydra starts); :func:`visualize_run` checks it first. The page is
+    built in a folder beside and swapped in when complete (:func:`~replearn.visualize.staging.staged_page`):
+    a failed visualize leaves the previous page whole. Options whose page cannot fit in memory or whose
+    act-max would run for hours are refused first (:func:`replearn.guards.check_visualize`).
     """
     device = resolve_device(cfg.device)
     threads = resolve_threads(cfg.get("threads", 0), device, key="threads")
@@ -63,36 +71,26 @@ def draw_run(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> Pa
                             "remove the link (the figures go into <run>/viz/)")
     loaded = load_run(run_dir, device=device)
     splits = loaded.splits()
+    layers = select_layers(loaded.model, cfg.layers)
+    check_visualize(cfg, loaded.cfg.model, test_images=len(splits.test_x), classes=len(splits.classes),
+                    hidden_layers=sum(layer != "head" for layer in layers))
     out = Path(output_dir) if output_dir is not None else link
-    if output_dir is None:
-        select_layers(loaded.model, cfg.layers)  # a bad option fails here, before the last page is removed
-        clear_own_outputs(out)
     meta = [f"run: {run_dir}", f"model: {OmegaConf.to_yaml(loaded.cfg.model).strip().replace(chr(10), ', ')}"]
+    note = unfinished(run_dir)
     summary = layout.read_final(run_dir)
-    if summary is not None:  # the page is still useful without the summary line
+    if note is not None:  # never the summary of another checkpoint above these figures
+        print(f"warning: {run_dir}: {note}", file=sys.stderr)
+        meta.append(f"status: NOT FINISHED: {note}")
+    elif summary is not None:  # the page is still useful without the summary line
         meta.append(f"status: {summary.get('status')}, test accuracy: {summary.get('test_acc')}")
     control = random_init_control(loaded.cfg.model, int(loaded.cfg.seed)).to(device) if cfg.dissect else None
-    page = render_all(loaded.model, splits, out, cfg, device=device,
-                      title=f"replearn: {run_dir.name}", meta=meta, control=control)
-    print(f"wrote {page.read_text().count('<img ')} figures and {page}")
+    with staged_page(out, OWN_FILES, clear_stale=output_dir is None and not out.is_symlink()) as stage:
+        drawn = render_all(loaded.model, splits, stage, cfg, device=device,
+                           title=f"replearn: {run_dir.name}", meta=meta, control=control)
+        figures = drawn.read_text().count("<img ")
+    page = out / drawn.name
+    print(f"wrote {figures} figures and {page}")
     return page
-
-
-def clear_own_outputs(folder: Path) -> list[str]:
-    """Delete what a previous visualize wrote in ``folder`` (``*.png``, index.html, actmax.json); return the names.
-
-    Re-running with other options (fewer layers, no dissection) must not leave old figures beside the
-    new page. Only plain files directly in ``folder`` go: links and sub-folders are never followed or removed.
-    """
-    if folder.is_symlink() or not folder.is_dir():
-        return []  # a link was refused (or checked to stay in the run) by the caller; nothing of ours to clear
-    removed = []
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.is_file(follow_symlinks=False) and (entry.name.endswith(".png") or entry.name in OWN_FILES):
-                os.unlink(entry.path)
-                removed.append(entry.name)
-    return sorted(removed)
 
 
 def render_all(
@@ -141,10 +139,12 @@ def render_all(
                                                 control=control.to(device) if control is not None else None,
                                                 progress=opts.progress)
         sections["dissection"] = [section]
+        if is_shapes(splits):  # the generator's exact masks: lines, parts, objects beside the units matching them
+            sections["shapes"] = [shapes_section(model, splits, dissected, out, n_images=opts.dissect_images)]
     page = PageInputs(model, splits, opts, device, out, classes, inputs_idx, captions, feats, prior, dissected)
     overview = {"input (pixels)": embed_2d(images[embed_idx].float(), opts.embedding, opts.seed)}
     drawn = {}
-    for layer in tqdm(layers, desc="layers", disable=not opts.progress):
+    for layer in progress(layers, desc="layers", enabled=opts.progress):
         drawn[layer] = layer_page(page, layer)
         # The layer's embedding is drawn once, as its panel of the overview (a per-layer copy repeated it).
         overview[layer] = embed_2d(embed_acts[layer], opts.embedding, opts.seed)

@@ -10,7 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 LEVEL_COLOURS = {"l1": "#4c72b0", "l2": "#dd8452", "l3": "#55a868", "unlabelled": "#d9d9d9"}
-LEVEL_LABELS = {"l1": "edges & strokes", "l2": "parts & shapes", "l3": "digits", "unlabelled": "unlabelled"}
+LEVEL_LABELS = {"l1": "edges & strokes", "l2": "parts & shapes", "l3": "objects (digits)", "unlabelled": "unlabelled"}
 
 
 def _figure(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 import yaml
 from helpers import FAST, snapshot
 
@@ -167,3 +168,57 @@ def test_config_changes_ignore_where_and_how_a_run_is_started():
     old = {"trainer": {"resume": None, "epochs": 2}, "data": {"root": "a"}, "optim": {"lr": 1.0}}
     new = {"trainer": {"resume": "x", "epochs": 2}, "data": {"root": "b"}, "optim": {"lr": 0.1}}
     assert config_changes(old, new) == {"optim.lr": (1.0, 0.1)}
+
+
+# ---------------------------------------------------------------- a resume checks everything before it touches the folder
+
+def _damage(run_dir, change):
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    change(state)
+    torch.save(state, run_dir / "checkpoint.pt")
+
+
+def _rename_weights(state):
+    state["model"] = {k.replace("blocks.", "layers."): v for k, v in state["model"].items()}
+
+
+@pytest.mark.parametrize("change,expected", [
+    (_rename_weights, "does not fit this version"),  # an older layout: renamed state-dict keys
+    (lambda state: state.pop("rng"), "does not fit this version"),  # an older layout: no RNG states
+    (lambda state: state.update(epoch=-3), "its epoch is -3"),
+    (lambda state: state["scheduler"].update(last_epoch=10**6), "does not fit this version"),
+])
+def test_a_checkpoint_that_cannot_be_continued_is_refused_and_touches_nothing(compose_cfg, finished_run, change, expected):
+    _damage(finished_run, change)
+    before = snapshot(finished_run)
+    cfg = compose_cfg("train", FAST + ["trainer.epochs=3", f"trainer.resume={finished_run}"])
+    with pytest.raises(ReplearnError) as info:
+        train(cfg, finished_run)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+    assert snapshot(finished_run) == before  # final.json, analysis, metrics: all as they were
+    assert json.loads((finished_run / "final.json").read_text())["status"] == "ok"
+
+
+def test_a_file_given_to_resume_trains_nothing_anywhere(compose_cfg, finished_run, tmp_path):
+    (finished_run / "checkpoint.pt").unlink()
+    before = snapshot(finished_run)
+    for spec in (finished_run / "final.json", finished_run / "metrics.jsonl"):
+        with pytest.raises(ReplearnError, match="is a file, not a run"):
+            train(compose_cfg("train", FAST + [f"trainer.resume={spec}"]), tmp_path / "new")
+    assert snapshot(finished_run) == before and not (tmp_path / "new").exists()
+
+
+def test_a_checkpoint_write_that_fails_is_one_line_and_keeps_the_previous_one(compose_cfg, finished_run, monkeypatch):
+    """torch reports a full disk (or ulimit -f) as a RuntimeError: still one line, the last checkpoint intact."""
+    kept = (finished_run / "checkpoint.pt").read_bytes()
+
+    def full(obj, handle, *args, **kwargs):
+        handle.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0: file write failed")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(ReplearnError) as info:
+        train(compose_cfg("train", FAST + ["trainer.epochs=3", f"trainer.resume={finished_run}"]), finished_run)
+    message = str(info.value)
+    assert "\n" not in message and "file size limit (ulimit -f)" in message and f"trainer.resume={finished_run}" in message
+    assert (finished_run / "checkpoint.pt").read_bytes() == kept and not list(finished_run.glob(".*.tmp"))

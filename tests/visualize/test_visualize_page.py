@@ -76,7 +76,7 @@ def test_every_layer_gets_every_figure(runs, name):
 def test_sections_come_in_the_declared_order(runs):
     from replearn.visualize.run import PAGE_ORDER
 
-    assert PAGE_ORDER == ("at_a_glance", "overview", "actmax", "dissection", "layers")
+    assert PAGE_ORDER == ("at_a_glance", "overview", "actmax", "dissection", "shapes", "layers")
     headings = re.findall(r"<h2[^>]*>([^<]*)</h2>", runs["mlp"][1].read_text())
     assert headings == ["At a glance", "Overview", "Act-max recognizability", "What each unit detects",
                         "blocks.0 (hidden layer 1 of 2)", "blocks.1 (hidden layer 2 of 2)", "head (class logits)"]
