@@ -71,6 +71,10 @@ def draw_run(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> Pa
                             "remove the link (the figures go into <run>/viz/)")
     loaded = load_run(run_dir, device=device)
     splits = loaded.splits()
+    outputs = getattr(getattr(loaded.model, "head", None), "out_features", len(splits.classes))
+    if outputs != len(splits.classes):  # act-max and the page pair every logit with a class
+        raise ReplearnError(f"{run_dir} has {outputs} outputs but its data ({splits.name}) has {len(splits.classes)} "
+                            "classes (trained before the models followed data.num_classes): train it again to draw it")
     layers = select_layers(loaded.model, cfg.layers)
     check_visualize(cfg, loaded.cfg.model, test_images=len(splits.test_x), classes=len(splits.classes),
                     hidden_layers=sum(layer != "head" for layer in layers))

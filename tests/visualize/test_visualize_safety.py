@@ -141,3 +141,11 @@ def test_script_one_lines(run):
     proc = run_script("visualize.py", f"run={run}", *[o for o in VIZ if o != "dissect=false"], "dissect_images=60")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "FutureWarning" not in proc.stderr and "torch.jit" not in proc.stderr
+
+
+def test_a_model_with_more_outputs_than_classes_is_refused_in_one_line(trained_run, compose_cfg):
+    """Runs trained before the models followed data.num_classes (10 logits for 8 shapes classes)."""
+    run = trained_run([*FAST, "trainer.epochs=1", "model.num_classes=12"])
+    with pytest.raises(ReplearnError, match=r"has 12 outputs but its data \(synthetic\) has 10 classes") as info:
+        visualize_run(compose_cfg("visualize", [f"run={run}", *VIZ]))
+    assert "\n" not in str(info.value) and not (run / "viz").exists()
