@@ -5,6 +5,7 @@ override strings (the command line's syntax) and a training run that hands back 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,9 +13,12 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from replearn.conf.compose import compose, validate_config
+from replearn.errors import ReplearnError
 from replearn.runs.layout import read_metrics
 from replearn.runs.load import load_run
 from replearn.training.loop import train as run_training
+from replearn.training.own_config import own_overrides
+from replearn.training.resume import force_and_resume, resume_target
 
 
 def compose_config(config_name: str = "train", overrides: Sequence[str] | str = ()) -> DictConfig:
@@ -33,7 +37,20 @@ def train(overrides: Sequence[str] | str = (), output_dir: str | os.PathLike | N
     ``output_dir`` defaults to ``outputs/<date>/<time>_<model>_d<depth>`` like the script's. A folder
     that already holds a finished run is loaded, not trained again (``trainer.force=true`` re-trains).
     The run's numbers are in ``run.final`` (``final.json``) and ``run.metrics`` (``metrics.jsonl``).
+    ``trainer.resume=<run>`` continues that run in its own folder with its own settings, like the script.
     """
+    overrides = [overrides] if isinstance(overrides, str) else list(overrides)
+    resume = next((o.partition("=")[2] for o in overrides if o.startswith("trainer.resume=")), None)
+    if resume:  # as on the command line: the run's own settings (from its checkpoint) first, then these
+        run_dir = resume_target(resume)
+        if "trainer.force=true" in overrides:
+            raise ReplearnError(force_and_resume(run_dir))
+        kept, removed = own_overrides(run_dir, overrides)
+        if removed:
+            print(f"note: {run_dir} has settings this version no longer has, left out: {', '.join(removed)}",
+                  file=sys.stderr)
+        overrides = kept + overrides
+        output_dir = run_dir if output_dir is None else output_dir
     cfg = compose_config("train", overrides)
     if output_dir is None:
         output_dir = Path("outputs") / time.strftime("%Y-%m-%d") / f"{time.strftime('%H-%M-%S')}_{cfg.model.name}_d{cfg.depth}"

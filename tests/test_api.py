@@ -57,3 +57,17 @@ def test_readme_snippet_runs(tmp_path, monkeypatch, mnist_root):
     assert (tmp_path / "top9.png").is_file()
     assert set(namespace["probes"]) == {"input", "blocks.0", "blocks.1", "logits"}
     assert namespace["acts"]["blocks.0"].shape == (1000, 256)
+
+
+def test_train_resumes_a_run_in_its_own_folder_with_its_own_settings(tmp_path):
+    from helpers import FAST
+
+    first = replearn.train([*FAST, "trainer.epochs=1", "model.width=24"], output_dir=tmp_path / "run")
+    assert first.final["epochs_completed"] == 1
+    # Only the resume and the new length are typed: depth, width and the data come from the checkpoint.
+    again = replearn.train([f"trainer.resume={tmp_path / 'run'}", "trainer.epochs=2", "trainer.threads=1",
+                            "trainer.progress=false"])
+    assert again.run_dir == tmp_path / "run" and again.final["epochs_completed"] == 2
+    assert again.cfg.model.width == 24 and again.cfg.data.name == "synthetic" and len(again.metrics) == 2
+    with pytest.raises(ReplearnError, match="trainer.resume=.* is a file, not a run"):
+        replearn.train([f"trainer.resume={tmp_path / 'run' / 'final.json'}"])
