@@ -69,6 +69,11 @@ def _cnn_groups(depth: int, channels: int, max_channels: int, size: int = 28):
     return groups, prev
 
 
+def _pixels(model_cfg: Mapping) -> int:
+    """Input pixels per image (the model's ``image_size`` squared; 28 x 28 when the config predates the key)."""
+    return _int(model_cfg, "image_size", 28) ** 2
+
+
 def estimate(model_cfg: Mapping) -> Estimate:
     """Parameter count and activation floats per sample of the model ``model_cfg`` describes."""
     name = model_cfg.get("name")
@@ -78,19 +83,21 @@ def estimate(model_cfg: Mapping) -> Estimate:
     if name == "mlp":
         width = _int(model_cfg, "width", 256)
         per_unit = (1 if norm == "none" else 0) + norm_params  # bias or norm affine
-        params = 784 * width + (depth - 1) * width * width + depth * width * per_unit + width * 10 + 10
-        return Estimate(params, depth * width + 10, max(width, 784))
+        pixels, classes = _pixels(model_cfg), _int(model_cfg, "num_classes", 10)
+        params = pixels * width + (depth - 1) * width * width + depth * width * per_unit + width * classes + classes
+        return Estimate(params, depth * width + classes, max(width, pixels))
     if name == "cnn":
         channels = _int(model_cfg, "channels", 32)
         max_channels = _int(model_cfg, "max_channels", 128)
-        groups, last = _cnn_groups(depth, channels, max_channels)
+        groups, last = _cnn_groups(depth, channels, max_channels, _int(model_cfg, "image_size", 28))
         params = acts = 0
-        largest = 784
+        largest = _pixels(model_cfg)
         for count, c_in, c_out, size in groups:
             params += count * (c_in * c_out * 9 + c_out * ((1 if norm == "none" else 0) + norm_params))
             acts += count * c_out * size * size
             largest = max(largest, c_out * size * size)
-        return Estimate(params + last * 10 + 10, acts + 10, largest)
+        classes = _int(model_cfg, "num_classes", 10)
+        return Estimate(params + last * classes + classes, acts + classes, largest)
     raise ReplearnError(f"model.name={name!r} is invalid: choose one of cnn, mlp")
 
 
@@ -166,12 +173,13 @@ def check_stored_model(model_cfg: Mapping, source: str, device_type: str = "cpu"
 
 
 def check_images(splits, data_cfg):
-    """Refuse data whose images are not 1x28x28 (valid IDX files of another size); returns ``splits``."""
+    """Refuse data whose images are not 1 x data.size x data.size (e.g. valid IDX files of another size)."""
+    side = int(data_cfg.get("size", 28))
     shape = tuple(splits.train_x.shape[1:])
-    if shape != (1, 28, 28) or tuple(splits.test_x.shape[1:]) != (1, 28, 28):
+    if shape != (1, side, side) or tuple(splits.test_x.shape[1:]) != (1, side, side):
         size = "x".join(map(str, shape[1:]))
-        raise ReplearnError(f"data.name={data_cfg.name} under {data_cfg.get('root')} holds {size} images; replearn's "
-                            "models take 28x28 MNIST-format images: point data.root at the original IDX files")
+        raise ReplearnError(f"data.name={data_cfg.name} under {data_cfg.get('root')} holds {size} images; the model "
+                            f"takes {side}x{side} images (data.size): point data.root at the original IDX files")
     classes = data_cfg.get("num_classes")
     if classes is not None and len(splits.classes) != int(classes):
         raise ReplearnError(f"data.num_classes={classes} but data.name={data_cfg.name} has {len(splits.classes)} classes; "
@@ -228,10 +236,11 @@ def forward_flops(model_cfg: Mapping) -> int:
     depth = _int(model_cfg, "depth", 3)
     if name == "mlp":
         width = _int(model_cfg, "width", 256)
-        return 2 * (784 * width + (depth - 1) * width * width + width * 10)
+        return 2 * (_pixels(model_cfg) * width + (depth - 1) * width * width + width * _int(model_cfg, "num_classes", 10))
     channels = _int(model_cfg, "channels", 32)
-    groups, last = _cnn_groups(depth, channels, _int(model_cfg, "max_channels", 128))
-    return 2 * (sum(count * c_in * c_out * 9 * size * size for count, c_in, c_out, size in groups) + last * 10)
+    groups, last = _cnn_groups(depth, channels, _int(model_cfg, "max_channels", 128), _int(model_cfg, "image_size", 28))
+    classes = _int(model_cfg, "num_classes", 10)
+    return 2 * (sum(count * c_in * c_out * 9 * size * size for count, c_in, c_out, size in groups) + last * classes)
 
 
 def widest_layer(model_cfg: Mapping) -> int:

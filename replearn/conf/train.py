@@ -21,8 +21,9 @@ from replearn.conf.logger import LoggerConfig
 class MLPConfig:
     name: str = "mlp"
     depth: int = II("depth")
-    # One output per class of the data (10 for the MNIST family, 8 or 2 for shapes).
+    # One output per class of the data (10 for the MNIST family, 8 or 2 for shapes), and its image side.
     num_classes: int = II("data.num_classes")
+    image_size: int = II("data.size")
     width: int = 256
     activation: str = "relu"
     norm: str = "none"
@@ -35,6 +36,7 @@ class CNNConfig:
     name: str = "cnn"
     depth: int = II("depth")
     num_classes: int = II("data.num_classes")
+    image_size: int = II("data.size")
     channels: int = 32
     max_channels: int = 128
     activation: str = "relu"

@@ -120,7 +120,7 @@ def validate_train(cfg: DictConfig) -> None:
 
 
 def _validate_shapes(data: DictConfig) -> None:
-    """data.size / data.labels: only data=shapes has them; training takes 28 px images."""
+    """data.size / data.labels: only data=shapes has them (the MNIST family is 28 px)."""
     size, labels = data.get("size", 28), data.get("labels", "parts")
     if data.name != "shapes":
         if size != 28 or labels != "parts":
@@ -129,9 +129,8 @@ def _validate_shapes(data: DictConfig) -> None:
         return
     if labels not in ("parts", "strokes"):
         _fail("data.labels", labels, "choose one of parts, strokes (strokes = the twin labelled by stroke statistics)")
-    if size != 28:
-        _fail("data.size", size, "training takes 28x28 images (replearn.guards.check_images); for larger shapes "
-              "images call replearn.shapes.generate(n, seed, size=56) directly")
+    if not isinstance(size, int) or not 8 <= size <= 112:
+        _fail("data.size", size, "use an image side from 8 to 112 px (28 like MNIST, 56 for larger shapes images)")
 
 
 def validate_bench(cfg: DictConfig) -> None:

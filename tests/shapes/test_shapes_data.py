@@ -73,7 +73,7 @@ def test_the_config_option_composes_and_validates(compose_cfg):
 
 @pytest.mark.parametrize("overrides, key", [
     (["data=shapes", "data.labels=digits"], "data.labels='digits'"),
-    (["data=shapes", "data.size=56"], "data.size=56"),
+    (["data=shapes", "data.size=7"], "data.size=7"),
     (["data=mnist", "data.labels=strokes"], "data.labels='strokes'"),
     (["data=fashion_mnist", "data.size=56"], "data.size=56"),
 ])
@@ -90,6 +90,25 @@ def test_a_tiny_cnn_trains_on_shapes(compose_cfg, small_splits, tmp_path):
                                 "trainer.epochs=1", "trainer.progress=false", "trainer.threads=1"])
     train(cfg, tmp_path / "run")
     assert (tmp_path / "run" / "final.json").is_file()
+
+
+def test_a_tiny_cnn_trains_and_is_dissected_on_56_pixel_shapes(compose_cfg, small_splits, tmp_path):
+    """data.size=56: the model takes the size from the data, analysis dissects with 56 px masks."""
+    from replearn.runs import load_run
+    from replearn.runs.layout import read_analysis
+    from replearn.training import train
+
+    cfg = compose_cfg("train", ["data=shapes", "data.size=56", "data.val_size=80", "model=cnn", "depth=2",
+                                "model.channels=4", "model.max_channels=8", "trainer.epochs=1", "trainer.progress=false",
+                                "trainer.threads=1", "analysis.enabled=true", "analysis.n_train=200", "analysis.n_eval=80",
+                                "analysis.actmax_steps=0", "analysis.erf_units=0", "analysis.probe_shuffles=1",
+                                "analysis.dissect_grad_images=40", "analysis.dissect_quantile_images=40"])
+    assert cfg.model.image_size == 56 and cfg.model.num_classes == 8
+    train(cfg, tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    assert run.model.input_shape == (1, 56, 56) and run.splits().test_x.shape[1:] == (1, 56, 56)
+    analysis = read_analysis(tmp_path / "run")
+    assert analysis is not None and analysis.get("trained") is not None
 
 
 @pytest.mark.slow
