@@ -47,3 +47,19 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     return lines[0]
+
+
+def interrupt_after(monkeypatch, epoch: int):
+    """Make training stop (KeyboardInterrupt) right after the checkpoint of ``epoch`` is written, as a kill
+    would; returns a function that puts the real checkpoint writer back (to resume)."""
+    import replearn.training.loop as loop
+
+    real = loop.save_checkpoint
+
+    def save_then_stop(state, path):
+        real(state, path)
+        if state["epoch"] == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_stop)
+    return lambda: monkeypatch.setattr(loop, "save_checkpoint", real)

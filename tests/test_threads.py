@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import FAST, FAST_ANY_MODEL
+from helpers import FAST, FAST_ANY_MODEL, interrupt_after
 
 from replearn import device
 from replearn.device import CpuMeter, ThreadPolicy, auto_threads, fixed_threads, strict_gemm, thread_dependence
@@ -181,20 +181,6 @@ def _loads(monkeypatch, readings):
     monkeypatch.setattr(device.CpuMeter, "others", lambda self: next(values))
 
 
-def _interrupt_after(monkeypatch, epoch):
-    import replearn.training.loop as loop
-
-    real = loop.save_checkpoint
-
-    def save_then_stop(state, path):
-        real(state, path)
-        if state["epoch"] == epoch:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_stop)
-    return lambda: monkeypatch.setattr(loop, "save_checkpoint", real)
-
-
 @needs_strict
 def test_auto_threads_follow_the_load_and_a_resume_is_bit_identical(compose_cfg, tmp_path, monkeypatch, caplog):
     """The default (auto) changes the count with the load mid-run; the numbers do not change with it."""
@@ -205,7 +191,7 @@ def test_auto_threads_follow_the_load_and_a_resume_is_bit_identical(compose_cfg,
     with caplog.at_level("INFO", logger="replearn"):
         train(cfg, tmp_path / "whole")
     assert "threads 2 -> 1" in caplog.text and "threads 1 -> 2" in caplog.text  # the count did change mid-run
-    resume = _interrupt_after(monkeypatch, 1)
+    resume = interrupt_after(monkeypatch, 1)
     _loads(monkeypatch, [1.5, 0.0, 1.5, 0.0] * 3)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "killed")
@@ -223,7 +209,7 @@ def test_a_run_whose_numbers_depend_on_the_count_keeps_it_on_resume(compose_cfg,
                                                  "trainer.epochs=2", "trainer.threads=0", "trainer.augment_shift=0"])
     monkeypatch.setattr(device, "other_load", lambda *a: pytest.fail("a CNN's count must not follow the load"))
     train(cfg, tmp_path / "whole")
-    resume = _interrupt_after(monkeypatch, 1)
+    resume = interrupt_after(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "killed")
     resume()

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 import yaml
-from helpers import FAST, snapshot
+from helpers import FAST, interrupt_after, snapshot
 
 from replearn.errors import ReplearnError
 from replearn.runs.layout import read_resumes
@@ -16,20 +16,6 @@ from replearn.training.resume import config_changes
 def _rows(run_dir):
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [{k: v for k, v in row.items() if k not in ("epoch_seconds", "samples_per_s")} for row in rows]
-
-
-def _interrupt_after(monkeypatch, epoch):
-    import replearn.training.loop as training
-
-    real_save = training.save_checkpoint
-
-    def save_then_interrupt(state, path):
-        real_save(state, path)
-        if state["epoch"] == epoch:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(training, "save_checkpoint", save_then_interrupt)
-    return lambda: monkeypatch.setattr(training, "save_checkpoint", real_save)
 
 
 @pytest.fixture
@@ -120,7 +106,7 @@ def test_exploded_rule():
 def test_killed_run_continues_from_its_own_checkpoint(compose_cfg, trained_run, tmp_path, monkeypatch, capsys):
     cfg = compose_cfg("train", FAST + ["trainer.epochs=3"])
     trained_run(FAST + ["trainer.epochs=3"], "full")
-    restore = _interrupt_after(monkeypatch, 1)
+    restore = interrupt_after(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "part")
     restore()
