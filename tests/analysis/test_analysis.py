@@ -12,7 +12,8 @@ from replearn.analysis.complexity import (
     participation_ratio,
     spectral_centroid,
 )
-from replearn.analysis.run import DISSECT_KEYS, analyze_model, analyze_run, as_analysis_config, random_init_control
+from replearn.analysis.dissection_block import DISSECT_KEYS
+from replearn.analysis.run import analyze_model, analyze_run, as_analysis_config, random_init_control
 from replearn.analysis.trainability import dead_unit_fraction, gradient_norms
 from replearn.errors import ReplearnError
 from replearn.models import build_model
