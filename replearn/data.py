@@ -11,7 +11,7 @@ import gzip
 import math
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -211,8 +211,23 @@ def make_synthetic(num_train: int = 3000, num_test: int = 1000, seed: int = 0, v
     )
 
 
+def shuffle_train_labels(splits: Splits, seed: int) -> Splits:
+    """``splits`` with its training labels permuted by a permutation seeded with ``seed`` (validation and test
+    labels and every image untouched): the labels keep their class counts but no longer belong to their images."""
+    order = torch.randperm(len(splits.train_y), generator=torch.Generator().manual_seed(seed))  # (N,)
+    return replace(splits, train_y=splits.train_y[order])
+
+
 def load_splits(data_cfg) -> Splits:
-    """Build train/val/test splits from a ``data`` config node."""
+    """Build train/val/test splits from a ``data`` config node (``data.shuffle_labels``: training labels permuted)."""
+    splits = _build_splits(data_cfg)
+    # .get: configs written before the key existed (checkpoints of older runs) trained on the true labels.
+    if data_cfg.get("shuffle_labels", False):
+        splits = shuffle_train_labels(splits, int(data_cfg.get("label_shuffle_seed", 0)))
+    return splits
+
+
+def _build_splits(data_cfg) -> Splits:
     name = data_cfg.name
     if name == "synthetic":
         return make_synthetic(data_cfg.num_train, data_cfg.num_test, data_cfg.split_seed, data_cfg.val_size)

@@ -22,6 +22,11 @@ from torch import nn
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
 NORMS = ("none", "batchnorm", "layernorm")
 INITS = ("he", "xavier", "default")
+# CNN heads: global average pool then linear, or linear on the last map with its layout kept.
+HEADS = ("pooled", "flatten")
+# CNN reach: 3x3 kernels throughout (the field grows with depth), or a first kernel wide enough that
+# the last block's field covers the image at every depth (see cover_kernel).
+REACHES = ("grow", "cover")
 
 
 def _check_choice(name: str, value: str, allowed) -> None:
@@ -111,11 +116,14 @@ class MLP(LayeredModel):
 
 
 class ConvBlock(nn.Module):
-    """3x3 conv (stride 1 or 2) -> optional norm -> activation, optional identity skip."""
+    """kxk conv (3x3 unless told; stride 1 or 2, "same" padding) -> optional norm -> activation, optional identity skip."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, activation: str, norm: str, residual: bool):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, activation: str, norm: str, residual: bool,
+                 kernel_size: int = 3):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=norm == "none")
+        # Odd kernels with padding k // 2 give every kernel size the same map sizes (28 -> 14 -> 7 -> 4).
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2,
+                              bias=norm == "none")
         if norm == "batchnorm":
             self.norm = nn.BatchNorm2d(out_channels)
         elif norm == "layernorm":
@@ -152,8 +160,32 @@ def cnn_schedule(depth: int, channels: int, max_channels: int, image_size: int =
     return schedule
 
 
+def cover_kernel(depth: int, image_size: int = 28) -> int:
+    """The smallest odd first-block kernel with which one unit of the last block sees every pixel of the image.
+
+    Blocks 1.. keep their 3x3 kernels and the strides of :func:`cnn_schedule`, so map sizes and
+    channels are those of the 3x3 net; only the first block, with one input channel, grows: the extra
+    weights are (k^2 - 9) x its channels. A field as wide as the image is not enough: its units sit
+    ``stride`` px apart, so the one nearest the centre can miss an edge row (depth 4 at 28 px: 31 px wide).
+    """
+    strides = [stride for _, stride in cnn_schedule(depth, 1, 1, image_size)]
+    side = image_size
+    for stride in strides:
+        side = (side + 1) // 2 if stride == 2 else side  # the last map's side (odd kernels, "same" padding)
+    kernel = 3
+    while True:
+        # (size, spacing, padding) of the last block's field, as replearn.recording.receptive_field composes it
+        size, spacing, pad = kernel, strides[0], kernel // 2
+        for stride in strides[1:]:
+            size, pad, spacing = size + 2 * spacing, pad + spacing, spacing * stride
+        if any(y * spacing - pad <= 0 and y * spacing - pad + size >= image_size for y in range(side)):
+            return kernel
+        kernel += 2
+
+
 class CNN(LayeredModel):
-    """``depth`` 3x3 conv blocks, global average pool, linear head."""
+    """``depth`` conv blocks, then a linear head on the globally pooled map (``head="pooled"``) or on the whole map
+    (``head="flatten"``); ``reach="cover"`` widens the first kernel so the last block sees the whole image."""
 
     def __init__(
         self,
@@ -167,6 +199,8 @@ class CNN(LayeredModel):
         in_channels: int = 1,
         image_size: int = 28,
         num_classes: int = 10,
+        head: str = "pooled",
+        reach: str = "grow",
     ):
         super().__init__()
         if depth < 1:
@@ -176,18 +210,23 @@ class CNN(LayeredModel):
         _check_choice("activation", activation, tuple(ACTIVATIONS))
         _check_choice("norm", norm, NORMS)
         _check_choice("init", init, INITS)
+        _check_choice("head", head, HEADS)
+        _check_choice("reach", reach, REACHES)
         self.input_shape = (in_channels, image_size, image_size)
-        blocks, prev = [], in_channels
-        for out, stride in cnn_schedule(depth, channels, max_channels, image_size):
-            blocks.append(ConvBlock(prev, out, stride, activation, norm, residual))
-            prev = out
+        blocks, prev, size = [], in_channels, image_size
+        first_kernel = cover_kernel(depth, image_size) if reach == "cover" else 3
+        for i, (out, stride) in enumerate(cnn_schedule(depth, channels, max_channels, image_size)):
+            blocks.append(ConvBlock(prev, out, stride, activation, norm, residual, first_kernel if i == 0 else 3))
+            prev, size = out, (size + 1) // 2 if stride == 2 else size
         self.blocks = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        # flatten: one weight per (channel, y, x) of the last map, so the head can read where a feature is.
+        self.pool = nn.AdaptiveAvgPool2d(1) if head == "pooled" else nn.Identity()
         self.flatten = nn.Flatten()
-        self.head = nn.Linear(prev, num_classes)
+        self.head = nn.Linear(prev if head == "pooled" else prev * size * size, num_classes)
         init_weights(self, init, activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C, H, W)
+        # blocks: (B, C', h, w); pool: (B, C', 1, 1) or unchanged; flatten: (B, C') or (B, C' * h * w)
         return self.head(self.flatten(self.pool(self.blocks(x))))
 
     @property

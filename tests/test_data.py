@@ -109,3 +109,57 @@ def test_synthetic_is_deterministic_and_balanced():
     a, b = make_synthetic(500, 200, seed=1), make_synthetic(500, 200, seed=1)
     assert torch.equal(a.train_x, b.train_x) and a.train_x.dtype == torch.uint8
     assert a.train_x.shape == (500, 1, 28, 28) and set(a.train_y.tolist()) == set(range(10))
+
+
+@pytest.fixture
+def small_shapes(monkeypatch):
+    """data=shapes from made-up tensors: generating even small shapes splits takes seconds, and what is tested
+    here is load_splits' handling of whatever the shapes generator gives."""
+    import replearn.shapes.cache as shapes_cache
+
+    gen = torch.Generator().manual_seed(0)
+
+    def fake(n):
+        return torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=gen), torch.randint(0, 8, (n,), generator=gen)
+
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = fake(400), fake(80), fake(100)
+    tensors = dict(train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y, test_x=test_x, test_y=test_y,
+                   classes=[str(c) for c in range(8)], mean=0.5, std=0.3)
+    monkeypatch.setattr(shapes_cache, "load_shapes", lambda data_cfg: dict(tensors))
+
+
+DATA_CFGS = {
+    "synthetic": {"name": "synthetic", "num_train": 300, "num_test": 100, "val_size": 50, "split_seed": 0},
+    "shapes": {"name": "shapes", "size": 28, "labels": "parts", "val_size": 80, "split_seed": 0},
+}
+
+
+@pytest.mark.parametrize("name", ["synthetic", "shapes"])
+def test_shuffle_labels_permutes_the_training_labels_only(name, request):
+    if name == "shapes":
+        request.getfixturevalue("small_shapes")
+    true = load_splits(OmegaConf.create(DATA_CFGS[name]))
+    cfg = OmegaConf.create({**DATA_CFGS[name], "shuffle_labels": True, "label_shuffle_seed": 3})
+    shuffled, again = load_splits(cfg), load_splits(cfg)
+    for key in ("train_x", "val_x", "val_y", "test_x", "test_y"):  # images and the held-out labels untouched
+        assert torch.equal(getattr(shuffled, key), getattr(true, key)), key
+    assert torch.equal(shuffled.train_y.sort().values, true.train_y.sort().values)  # a permutation: same class counts
+    # No longer the images' labels: about 1 in (number of classes) keeps its label by chance, not all of them.
+    assert (shuffled.train_y == true.train_y).float().mean() < 0.3
+    assert torch.equal(shuffled.train_y, again.train_y)  # the same permutation every time
+    other = load_splits(OmegaConf.create({**DATA_CFGS[name], "shuffle_labels": True, "label_shuffle_seed": 4}))
+    assert not torch.equal(other.train_y, shuffled.train_y)  # ... that label_shuffle_seed picks
+
+
+def test_shuffle_labels_on_real_mnist(mnist_root):
+    cfg = {"name": "mnist", "root": str(mnist_root), "download": False, "val_size": 5000, "split_seed": 0}
+    true, shuffled = load_splits(OmegaConf.create(cfg)), load_splits(OmegaConf.create({**cfg, "shuffle_labels": True}))
+    assert torch.equal(shuffled.test_y, true.test_y) and torch.equal(shuffled.val_y, true.val_y)
+    assert torch.bincount(shuffled.train_y).tolist() == torch.bincount(true.train_y).tolist()
+    assert abs((shuffled.train_y == true.train_y).float().mean().item() - 0.1) < 0.01  # chance agreement
+
+
+def test_shuffle_labels_is_a_config_key_off_by_default(compose_cfg):
+    assert compose_cfg("train", []).data.shuffle_labels is False
+    cfg = compose_cfg("train", ["data=shapes", "data.shuffle_labels=true", "data.label_shuffle_seed=2"])
+    assert cfg.data.shuffle_labels is True and cfg.data.label_shuffle_seed == 2

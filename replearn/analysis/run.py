@@ -1,8 +1,9 @@
 """Per-run analysis: probes, CKA, trainability and pattern complexity -> ``analysis.json``.
 
-Everything is measured for the trained model and for a random-init control
-of the same architecture (same seed as the run, so the control is exactly
-the network the run started from: training seeds before building the model).
+Everything is measured for the trained model and for two controls of the same
+architecture: its random-init network (same seed as the run, so the control is
+exactly the network the run started from: training seeds before building the
+model), and a twin trained on shuffled labels with the same budget.
 All per-layer lists are aligned with ``result["layers"]`` (forward order:
 ``input``, hidden blocks, ``logits``); a measure that does not apply to a
 layer is ``null``.
@@ -19,6 +20,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
+from replearn.analysis.concept_probes import part_targets
+from replearn.analysis.controls import load_shuffled_control, train_shuffled_control
 from replearn.analysis.features import INPUT, LOGITS, layer_positions
 from replearn.analysis.measures import measure_model
 from replearn.conf.analysis import AnalysisConfig, validate_analysis
@@ -49,8 +52,13 @@ def _concepts(splits, n_eval: int, cfg: AnalysisConfig):
     return concepts_for(splits, n), splits.test_x[:n].cpu()
 
 
-def analyze_model(model: nn.Module, splits, cfg=None, control: nn.Module | None = None) -> dict:
-    """Analyse ``model`` on ``splits`` (a :class:`replearn.data.Splits`); ``control`` is its random-init twin.
+def analyze_model(model: nn.Module, splits, cfg=None, control: nn.Module | None = None,
+                  shuffled: nn.Module | None = None) -> dict:
+    """Analyse ``model`` on ``splits`` (a :class:`replearn.data.Splits`) beside its controls.
+
+    ``control`` is its random-init twin (block ``random_init``), ``shuffled`` the same architecture trained
+    on shuffled labels with the same budget (block ``shuffled_labels``); each is measured exactly as the
+    trained model.
 
     Probes are fitted on ``n_train`` training images (seeded subset) and
     every measure is scored on the first ``n_eval`` test images. Returns a
@@ -77,8 +85,13 @@ def analyze_model(model: nn.Module, splits, cfg=None, control: nn.Module | None 
     models = {"trained": model}
     if cfg.control and control is not None:
         models["random_init"] = control.to(device).eval()
-    if cfg.dissection:
+    if cfg.shuffled_control and shuffled is not None:
+        models["shuffled_labels"] = shuffled.to(device).eval()
+    if cfg.dissection or cfg.concept_probes:
         data["concepts"], data["dissect_x"] = _concepts(splits, n_eval, cfg)
+        data["dissect_y"] = data["eval_y"][: len(data["dissect_x"])]
+        if cfg.concept_probes:
+            data["concept_targets"] = part_targets(data["concepts"])
     feats, input_probe, dissection_units = {}, None, {}
     for tag, m in models.items():
         if not all(torch.isfinite(p).all() for p in m.parameters()):
@@ -104,7 +117,7 @@ def analyze_model(model: nn.Module, splits, cfg=None, control: nn.Module | None 
             **{tag: units for tag, units in dissection_units.items() if units},
         }
     result["position"] = layer_positions(result["layers"])
-    if len(feats) == 2:
+    if "trained" in feats and "random_init" in feats:
         # How far each layer moved from its initialization (1 = unchanged up to rotation/scale).
         paired = feats["trained"].paired(feats["random_init"])
         result["cka_trained_vs_init"] = [paired[k] for k in result["layers"]]
@@ -121,11 +134,19 @@ def random_init_control(model_cfg, seed: int) -> nn.Module:
 
 
 def analyze_run(run_dir: str | os.PathLike, cfg=None, write: bool = True) -> dict:
-    """Analyse a run folder (trained model + its random-init control); writes ``<run>/analysis.json``."""
+    """Analyse a run folder beside its controls; writes ``<run>/analysis.json``.
+
+    The controls are the run's random-init network and (``analysis.shuffled_control``) its shuffled-label
+    twin, trained on first use into the run folder (:mod:`replearn.analysis.controls`) and reused after.
+    """
     cfg = as_analysis_config(cfg)
     run = load_run(run_dir, device=cfg.device)
     control = random_init_control(run.cfg.model, int(run.cfg.seed)) if cfg.control else None
-    result = analyze_model(run.model, run.splits(), cfg, control=control)
+    shuffled = None
+    if cfg.shuffled_control:
+        train_shuffled_control(run.run_dir)
+        shuffled = load_shuffled_control(run.run_dir, device=cfg.device)
+    result = analyze_model(run.model, run.splits(), cfg, control=control, shuffled=shuffled)
     final = read_final(run.run_dir) or {}
     result["run"] = json_safe({
         "run_dir": str(Path(run.run_dir).resolve()),

@@ -41,11 +41,19 @@ class AnalysisConfig:
     dissect_quantile: float = 0.005
     dissect_iou: float = 0.04
     dissect_quantile_images: int = 1000
+    # Within-class concept probes (replearn.analysis.concept_probes): how linearly decodable each level-1/2
+    # concept's presence, count and position is from a layer with the class regressed out, on the dissection's
+    # probe images (half fit, half scored). A map-free measure: it works alike for MLPs and CNNs.
+    concept_probes: bool = True
     # CKA on unpooled conv maps with the minibatch unbiased estimator (slower; CNNs only).
     cka_minibatch: bool = False
     cka_batch_size: int = 500
     # Also analyse the random-init network of the same architecture as a control.
     control: bool = True
+    # Also analyse a twin of the run trained on shuffled labels (same architecture, config and budget; trained
+    # into <run>/controls/shuffled_labels on first use, reused after): whatever it shows comes from the images
+    # and the training, not from the labels.
+    shuffled_control: bool = True
     seed: int = 0
     batch_size: int = 1000
     device: str = "cpu"

@@ -43,6 +43,18 @@ class CNNConfig:
     norm: str = "batchnorm"
     residual: bool = False
     init: str = "he"
+    # pooled: global average pool, then a linear head on the channels. flatten: a linear head on the last
+    # block's whole map (channels x h x w inputs): the head then knows where a feature is, so a shallow
+    # net no longer needs depth to relate distant parts (one block, 2 epochs on MNIST: 31% pooled, 98%
+    # flatten; docs/configs.md).
+    head: str = "pooled"
+    # grow: 3x3 kernels, the receptive field grows with depth (3, 7, 15 px at depths 1-3 on 28 px).
+    # cover: the first block's kernel widens until one unit of the last block sees every pixel, at
+    # every depth (29, 27, 21, 5 px at depths 1-4 on 28 px; 3x3 from depth 5). Channels, strides and map
+    # sizes stay those of grow and only the first block (one input channel) grows, so parameters stay
+    # comparable: + (k^2 - 9) x channels weights, +26.6k / +23.0k / +13.8k / +0.5k at depths 1-4 of
+    # the default (whose depth-4 net has 242k).
+    reach: str = "grow"
 
 
 @dataclass
@@ -68,6 +80,12 @@ class DataConfig:
     # The number of classes (the models' outputs follow it): 10 for the MNIST family; data=shapes
     # derives it from data.labels (8 objects, or the 2 classes of the strokes twin).
     num_classes: int = 10
+    # Train on shuffled labels (the shuffled-label control, replearn.analysis.controls): the training
+    # labels are permuted once, seeded with label_shuffle_seed (the data's own seed, like split_seed: every
+    # seed of a sweep gets the same permutation); validation and test labels stay true, so the test
+    # accuracy of such a run reads as chance.
+    shuffle_labels: bool = False
+    label_shuffle_seed: int = 0
 
 
 @dataclass
@@ -155,5 +173,15 @@ def _shapes_classes(labels: str) -> int:
     return len(class_names(labels))
 
 
+def _cnn_sweep_suffix(head: str, reach: str) -> str:
+    """The sweep-folder suffix of a CNN's head and reach (the ``cnn_sweep_suffix`` resolver): empty for the
+    defaults, so ``multirun/depth_cnn`` keeps its runs, else ``_flatten``, ``_cover`` or ``_flatten_cover``."""
+    for key, value, allowed in (("model.head", head, ("pooled", "flatten")), ("model.reach", reach, ("grow", "cover"))):
+        if value not in allowed:
+            raise ValueError(f"{key}={value!r} is invalid: choose one of {', '.join(allowed)}")
+    return ("_flatten" if head == "flatten" else "") + ("_cover" if reach == "cover" else "")
+
+
 register()
 OmegaConf.register_new_resolver("shapes_classes", _shapes_classes, replace=True)
+OmegaConf.register_new_resolver("cnn_sweep_suffix", _cnn_sweep_suffix, replace=True)

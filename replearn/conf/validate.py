@@ -70,11 +70,14 @@ def validate_train(cfg: DictConfig) -> None:
         _at_least(cfg, "model.channels", 1)
         _at_least(cfg, "model.max_channels", cfg.model.channels, "an integer (>= model.channels)")
     # lazy: replearn.models imports torch (~1.4 s); composing a config (and --help) must not pay for it
-    from replearn.models import ACTIVATIONS, INITS, NORMS
+    from replearn.models import ACTIVATIONS, HEADS, INITS, NORMS, REACHES
 
     _choice(cfg, "model.activation", tuple(ACTIVATIONS))
     _choice(cfg, "model.norm", NORMS)
     _choice(cfg, "model.init", INITS)
+    if cfg.model.name == "cnn":
+        _choice(cfg, "model.head", HEADS)
+        _choice(cfg, "model.reach", REACHES)
     _choice(cfg, "data.name", DATASETS)
     _at_least(cfg, "data.val_size", 0)
     _positive(cfg, "optim.lr")
@@ -102,7 +105,7 @@ def validate_train(cfg: DictConfig) -> None:
         warmup = cfg.trainer.warmup_fraction
         if not 0.0 < warmup < 1.0:
             _fail("trainer.warmup_fraction", warmup, "must be in (0, 1): the share of the steps spent warming up")
-    for key in ("seed", "data.split_seed"):
+    for key in ("seed", "data.split_seed", "data.label_shuffle_seed"):
         value = _select(cfg, key)
         if not 0 <= value < 2**63:
             _fail(key, value, "must be an integer in [0, 2**63)")

@@ -76,11 +76,12 @@ def plot_curves_by_depth(curves: dict[int, list[float]], title: str = "", ax=Non
 def plot_layer_profiles(profiles: dict[int, tuple[list[float], list[float]]],
                         controls: dict[int, tuple[list[float], list[float]]] | None = None,
                         ylabel: str = "", title: str = "", log: bool = False, ax=None,
-                        floors: dict[int, tuple[list[float], list[float]]] | None = None) -> Figure:
+                        floors: dict[int, tuple[list[float], list[float]]] | None = None,
+                        shuffled: dict[int, tuple[list[float], list[float]]] | None = None) -> Figure:
     """A per-layer measure vs relative layer position (0 = input, 1 = logits), one line per depth.
 
-    profiles[depth] = (positions, values); controls (random-init network) are drawn dashed, floors
-    (shuffled-label chance level) dotted.
+    profiles[depth] = (positions, values); controls (random-init network) are drawn dashed, shuffled (the network
+    trained on shuffled labels) dash-dot, floors (shuffled-label chance level of a probe) dotted.
     """
     fig, ax = _axes(ax)
     colors = depth_colors(list(profiles))
@@ -90,6 +91,9 @@ def plot_layer_profiles(profiles: dict[int, tuple[list[float], list[float]]],
         if controls and depth in controls:
             cx, cy = controls[depth]
             ax.plot(cx, cy, "--", color=colors[depth], alpha=0.6, linewidth=1)
+        if shuffled and depth in shuffled:
+            sx, sy = shuffled[depth]
+            ax.plot(sx, sy, "-.", color=colors[depth], alpha=0.6, linewidth=1)
         if floors and depth in floors:
             fx, fy = floors[depth]
             ax.plot(fx, fy, ":", color=colors[depth], alpha=0.8, linewidth=1)
@@ -97,8 +101,11 @@ def plot_layer_profiles(profiles: dict[int, tuple[list[float], list[float]]],
         ax.set_yscale("log")
     ax.set_xlabel("relative layer position (0 = input, 1 = logits)")
     ax.set_ylabel(ylabel)
-    notes = (["dashed: random-init control"] if controls else []) + (["dotted: shuffled-label floor"] if floors else [])
-    ax.set_title(title + (f"\n({'; '.join(notes)})" if notes else ""), fontsize=9)
+    notes = ((["dashed: random init"] if controls else []) + (["dash-dot: shuffled labels"] if shuffled else [])
+             + (["dotted: shuffled-label floor"] if floors else []))
+    # Two notes per line: three side by side run past a panel's width.
+    lines = ["; ".join(notes[k:k + 2]) for k in range(0, len(notes), 2)]
+    ax.set_title(title + ("\n(" + "\n".join(lines) + ")" if notes else ""), fontsize=9)
     ax.grid(alpha=0.3)
     if profiles:
         ax.legend(fontsize=7, ncol=2)
@@ -123,28 +130,32 @@ def plot_cka_heatmap(matrix, row_labels: list[str], col_labels: list[str] | None
 
 
 def plot_level_fractions(layers: list[str], trained: dict[str, list[float]], control: dict[str, list[float]] | None = None,
-                         title: str = "", ax=None, legend: bool = True, note: bool = True) -> Figure:
-    """Stacked fractions of units per dissection level for each layer: trained (solid), control (hatched, right).
+                         title: str = "", ax=None, legend: bool = True, note: bool = True,
+                         shuffled: dict[str, list[float]] | None = None) -> Figure:
+    """Stacked fractions of units per dissection level for each layer, one bar per network side by side: trained
+    (solid), random-init control (hatched), network trained on shuffled labels (cross-hatched).
 
     trained[level][i] is the fraction at layers[i] for level in l1, l2, l3, unlabelled (nan: no data).
     """
     fig, ax = _axes(ax, figsize=(1 + 0.7 * len(layers), 3.4))
     x = np.arange(len(layers))
-    bars = [(trained, -0.2 if control else 0.0, {}, "trained")]
-    if control:
-        bars.append((control, 0.2, {"hatch": "///", "alpha": 0.55, "edgecolor": "white"}, "control"))
-    for data, offset, style, _ in bars:
+    networks = [(trained, {}), (control, {"hatch": "///", "alpha": 0.55, "edgecolor": "white"}),
+                (shuffled, {"hatch": "xxx", "alpha": 0.4, "edgecolor": "white"})]
+    networks = [(data, style) for data, style in networks if data]
+    width = 0.8 / len(networks)
+    for k, (data, style) in enumerate(networks):
+        offset = (k - (len(networks) - 1) / 2) * width
         bottom = np.zeros(len(layers))
         for key, label, color in LEVEL_STYLE:
             values = np.nan_to_num(np.asarray(data.get(key, [math.nan] * len(layers)), dtype=float))
-            ax.bar(x + offset, values, width=0.38 if control else 0.7, bottom=bottom, color=color,
+            ax.bar(x + offset, values, width=width * 0.95, bottom=bottom, color=color,
                    label=label if data is trained else None, **style)
             bottom += values
     ax.set_xticks(x, layers, rotation=60, fontsize=7)
     ax.set_ylim(0, 1)
     ax.set_ylabel("fraction of units")
-    ax.set_title(title + ("\n(left solid: trained, right hatched: random-init control)" if control and note else ""),
-                 fontsize=9)
+    order = ["solid: trained"] + ["hatched: random init"] * bool(control) + ["cross-hatched: shuffled labels"] * bool(shuffled)
+    ax.set_title(title + (f"\n(left to right: {', '.join(order)})" if len(networks) > 1 and note else ""), fontsize=9)
     if legend:
         ax.legend(fontsize=7, loc="upper left")
     return fig

@@ -35,6 +35,8 @@ LOCK = ".lock"  # the OS lock of the process that owns the folder
 VIZ = "viz"  # scripts/visualize.py's page (a folder)
 HYDRA = ".hydra"  # Hydra's own copies of the config and the overrides (a folder)
 HYDRA_OVERRIDES = "overrides.yaml"  # inside HYDRA
+CONTROLS = "controls"  # control networks of this run, each a complete run folder of its own (a folder)
+SHUFFLED_LABELS = "shuffled_labels"  # inside CONTROLS: the twin trained on shuffled labels (replearn.analysis.controls)
 
 # ------------------------------------------------------------------ a sweep's folder
 SWEEP_PROGRESS = "sweep_progress.jsonl"

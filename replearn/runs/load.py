@@ -14,7 +14,7 @@ from replearn.errors import ReplearnError
 from replearn.guards import check_images, check_stored_model
 from replearn.models import LayeredModel, build_model_from_config
 from replearn.runs.checkpoint import load_checkpoint
-from replearn.runs.layout import CHECKPOINT, FINAL, read_final
+from replearn.runs.layout import CHECKPOINT, CONTROLS, FINAL, read_final
 
 
 @dataclass
@@ -43,7 +43,9 @@ def latest_run(root: str | os.PathLike = "outputs", pattern: str = "") -> Path:
     """
     root = Path(root)
     spec = "latest" + (f":{pattern}" if pattern else "")
-    runs = [p.parent for p in root.glob(f"**/{CHECKPOINT}") if pattern in str(p.parent.relative_to(root))]
+    # A run's controls (<run>/controls/...) are run folders too, but never "the latest run".
+    runs = [p.parent for p in root.glob(f"**/{CHECKPOINT}")
+            if pattern in str(p.parent.relative_to(root)) and CONTROLS not in p.parent.relative_to(root).parts]
     if not runs:
         matching = f" matching {pattern!r}" if pattern else ""
         raise ReplearnError(f"run={spec} found no run{matching} under {root.resolve()}; train one first "

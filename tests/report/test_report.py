@@ -108,15 +108,43 @@ def test_synthetic_sweep_end_to_end(tmp_path):
     assert "(3 of 3 do not)" in md  # residual: the planted reverse order is reported as such
     assert "| plain | 4 | blocks.3 |" in md
     # At a glance: the probe's trained slope with its CI, and all 10 hidden/logit cells above the control.
-    assert "| plain | linear-probe accuracy (held-out) | +0.6" in md and "| 10 / 0 / 0 of 10 | 10 / 0 / 0 of 10 |" in md
+    # At a glance, the probe row: vs random init, vs the shuffled-label network, vs the floor (Holm-adjusted cells).
+    assert "| plain | linear-probe accuracy (held-out) | +0.6" in md
+    assert "| 10 / 0 / 0 of 10 | 7 / 0 / 3 of 10 | 10 / 0 / 0 of 10 |" in md
+    # The verdicts come first, and no undetected difference is written as absent.
+    assert md.index("## What the numbers say about the claim") < md.index("## Test accuracy") < md.index("## At a glance")
+    assert "not detected in 3 (could have detected ≥ 0." in md and "no difference" not in md
+    assert "plain: Holds: edges & strokes < parts & shapes < digits" in md
+    assert float(row["shuffled_labels_mean"]) == pytest.approx(0.5, abs=0.02) and row["holm_vs_shuffled_labels"]
     assert "| residual | trained | 0.7" in md and "| 0 of 3 |" in md
     page = index.read_text()
     for name in ("accuracy_vs_depth.png", "curves_by_depth.png", "probe_vs_position.png", "complexity.png",
                  "dissection_levels_plain.png", "dissection_levels_residual.png", "cka_within_plain.png",
-                 "cka_within_residual.png", "grad_norms.png", "dead_units.png"):
+                 "cka_within_residual.png", "grad_norms.png", "dead_units.png", "level2_profiles.png"):
         assert (out / name).is_file() and f'src="{name}"' in page, name
     assert "edges &lt; parts &lt; digits in 3 of 3 seed(s)" in page  # escaped by the template
     assert "summary.csv" in page and "runs.csv" in page
+
+
+def test_old_analysis_files_without_the_new_measures_still_render(tmp_path):
+    """Runs analysed before the shuffled-label network, the null, the IoU ceilings and the concept probes."""
+    for depth in (1, 4):
+        for seed in (0, 1):
+            write_fake_run(tmp_path / f"depth={depth},seed={seed}", depth, seed,
+                           analysis=fake_analysis(depth, seed, legacy=True))
+    cfg = OmegaConf.create({"sweep": str(tmp_path), "root": str(tmp_path), "cross_cka_images": 0, "progress": False})
+    page = compare_depth(cfg).read_text()
+    out = tmp_path / "depth_report"
+    rows = _csv_rows(out / "summary.csv")
+    assert {r["metric"] for r in rows} >= {"probe_eval_acc", "dissect_fraction_l2"}
+    assert not {r["metric"] for r in rows} & {"concept_probe_l2", "dissect_iou_vs_ceiling_l2"}
+    assert all(r["shuffled_labels_mean"] == "" and r["holm_vs_shuffled_labels"] == "" for r in rows)
+    md = (out / "summary.md").read_text()
+    assert "plain: Untested (the primary measure, within-class concept probe" in md  # the middle stage
+    assert "plain: Untested against shuffled labels: units labelled with digits" in md
+    assert "no shuffled-label network in these runs" in md and "| n/a |" in md
+    assert "Holds" not in md.split("## Test accuracy")[0]
+    assert "What the numbers say about the claim" in page
 
 
 def test_hand_edited_analysis_files_are_skipped_not_fatal(tmp_path):
@@ -155,7 +183,7 @@ def test_page_template_escapes_and_renders_every_part(tmp_path):
 
 
 def test_level_fraction_bars_and_integer_epoch_ticks():
-    from replearn.report.plots import plot_curves_by_depth, plot_level_fractions
+    from replearn.report.plots import plot_curves_by_depth, plot_layer_profiles, plot_level_fractions
 
     trained = {"l1": [0.5, 0.1], "l2": [0.2, 0.3], "l3": [0.0, 0.5], "unlabelled": [0.3, 0.1]}
     control = {"l1": [0.0, 0.0], "l2": [0.0, 0.0], "l3": [0.0, 0.0], "unlabelled": [1.0, 1.0]}
@@ -164,6 +192,12 @@ def test_level_fraction_bars_and_integer_epoch_ticks():
     assert len(bars) == 16  # 2 layers x 4 levels x (trained, control)
     tops = sorted({round(b.get_y() + b.get_height(), 6) for b in bars})
     assert tops[-1] == pytest.approx(1.0)
+    fig = plot_level_fractions(["blocks.0", "logits"], trained, control, shuffled=control)
+    assert len(fig.axes[0].patches) == 24  # and a third bar per layer: the shuffled-label network
+    profile = {2: ([0.0, 0.5, 1.0], [0.1, 0.5, 0.9])}
+    ax = plot_layer_profiles(profile, profile, shuffled=profile).axes[0]
+    assert [line.get_linestyle() for line in ax.lines] == ["-", "--", "-."]
+    assert "dash-dot: shuffled labels" in ax.get_title()
     for curves in ({1: [0.9]}, {1: [0.9, 0.95], 2: [0.8, 0.9]}, {1: [0.5 + 0.01 * e for e in range(40)]}):
         fig = plot_curves_by_depth(curves)
         ax = fig.axes[0]
