@@ -265,7 +265,8 @@ def visualize_estimate(opts: Mapping, model_cfg: Mapping, *, test_images: int, c
     ``k`` is capped at the test split's size (as the page does); a hidden layer shows at most ``units``
     units, the head every class. The prior is chosen first by drawing every class prototype under
     each prior compared (``prior=auto``: all five); gaussian and gmm optimize each unit once per
-    ``prior_weights`` value. Then each of ``hidden_layers`` gets one run (the head reuses its prototypes).
+    ``prior_weights`` value, for the model and for its two controls (random init, shuffled labels), which
+    are scored under the same priors. Then each of ``hidden_layers`` gets one run (the head reuses its prototypes).
     """
     k = max(1, min(int(opts.get("k", 9)), test_images))
     steps = max(1, int(opts.get("steps", 256)))
@@ -273,7 +274,7 @@ def visualize_estimate(opts: Mapping, model_cfg: Mapping, *, test_images: int, c
     n_weights = max(1, len(opts.get("prior_weights", [1.0]) or [1.0]))
     prior = "fourier" if opts.get("fourier", False) and opts.get("prior", "auto") == "auto" else opts.get("prior", "auto")
     per_unit = n_weights if prior in ("auto", "gaussian", "gmm") else 1
-    runs = [classes * (3 + 2 * n_weights if prior == "auto" else per_unit)] + [units * per_unit] * hidden_layers
+    runs = [classes * (3 + 2 * n_weights if prior == "auto" else per_unit)] * 3 + [units * per_unit] * hidden_layers
     flops = 3 * forward_flops(model_cfg)  # forward and backward
     seconds = sum(steps * (ACTMAX_STEP_SECONDS + rows * flops / ACTMAX_FLOPS_PER_SECOND) for rows in runs)
     panels = max(units, classes)

@@ -114,14 +114,15 @@ def test_huge_steps_are_refused_from_the_time_estimate(monkeypatch):
     monkeypatch.setattr(guards, "available_bytes", lambda device_type="cpu": 64_000 * MB)
     monkeypatch.delenv(guards.FORCE_ENV, raising=False)
     with pytest.raises(ReplearnError, match=r"steps=1000000000 would take about [0-9,]+ days of act-max "
-                                            r"\(186 images optimized .*use steps<=[0-9]+, .*force_resources=true"):
+                                            r"\(366 images optimized .*use steps<=[0-9]+, .*force_resources=true"):
         guards.check_visualize(opts(steps=1_000_000_000), MLP, test_images=10_000, classes=10, hidden_layers=2)
 
 
 def test_the_estimate_follows_the_work():
     small = guards.visualize_estimate(opts(prior="pixel"), MLP, test_images=100, classes=10, hidden_layers=1)
     auto = guards.visualize_estimate(opts(), MLP, test_images=100, classes=10, hidden_layers=1)
-    assert small.actmax_rows == 10 + 16 and auto.actmax_rows == 10 * (3 + 2 * 3) + 16 * 3
+    # class prototypes are drawn for the model and its two controls (random init, shuffled labels)
+    assert small.actmax_rows == 3 * 10 + 16 and auto.actmax_rows == 3 * 10 * (3 + 2 * 3) + 16 * 3
     cnn = guards.visualize_estimate(opts(), CNN, test_images=100, classes=10, hidden_layers=1)
     assert cnn.seconds > auto.seconds  # a forward pass of the CNN costs more than the small MLP's
 
@@ -137,4 +138,4 @@ def test_bounds_are_overridable(little_memory, monkeypatch):
 def test_units_are_capped_at_the_widest_layer():
     # units=10**9 shows every unit of a 64-wide MLP, as the page does: no refusal, no absurd estimate.
     est = guards.visualize_estimate(opts(units=10**9), MLP, test_images=100, classes=10, hidden_layers=2)
-    assert est.panels == 64 and est.actmax_rows == 10 * 9 + 2 * 64 * 3
+    assert est.panels == 64 and est.actmax_rows == 3 * 10 * 9 + 2 * 64 * 3

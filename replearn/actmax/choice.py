@@ -1,16 +1,20 @@
-"""Choosing the act-max prior for a model: class prototypes under every prior, scored, the best one kept.
+"""Choosing the act-max prior for a model: class prototypes under every prior, scored against controls, the best kept.
 
-Computing only; the run page's act-max section (figures, captions, tables, actmax.json) is
-:mod:`replearn.visualize.actmax_section`. Callable on its own:
+Each prior also runs, with the same settings, steps and seed, on control networks of the same architecture
+(``controls``: the run's random-init network, the shuffled-label one when trained). The trained model's score
+is its margin over them (:func:`replearn.actmax.scoring.margins`), and ``auto`` ranks priors by the margin over
+the random-init control. Computing only; the run page's act-max section (figures, captions, tables,
+actmax.json) is :mod:`replearn.visualize.actmax_section`. Callable on its own:
 
-    table = compare_priors(model, splits)          # {"priors": {name: score}, "best": name, ...}
+    choice = compare_priors(model, splits, controls={"random_init": random_init_control(run.cfg.model, run.cfg.seed)})
+    choice.margins["gmm"]["recognized"]            # trained count minus the best control's
     result = run_actmax(choice, model, "blocks.1", units=range(16))
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -20,13 +24,16 @@ from torch import nn
 from replearn.actmax.ascent import PARAMS, ActMaxResult, maximize_activations
 from replearn.actmax.priors import DATA_PRIORS, DataPrior, load_prior
 from replearn.actmax.reference import load_reference
-from replearn.actmax.scoring import class_logit_floor, rank_key, real_statistics, score_prototypes
+from replearn.actmax.scoring import class_logit_floor, margins, rank_key, real_statistics, score_prototypes, test_logits
 from replearn.device import single_thread
 from replearn.errors import ReplearnError
 from replearn.recording.hooks import capture_activations
 
 PRIOR_CHOICES = ("auto", *PARAMS)
 DEFAULT_WEIGHTS = (0.3, 1.0, 3.0)
+# Control networks' names in ``controls`` and how the page calls them.
+RANDOM_INIT, SHUFFLED = "random_init", "shuffled_labels"
+CONTROL_LABELS = {RANDOM_INIT: "random-init control", SHUFFLED: "shuffled-label control"}
 
 
 @dataclass
@@ -42,6 +49,11 @@ class PriorChoice:
     results: dict = field(default_factory=dict)  # {prior name: the head's ActMaxResult}
     # Wall seconds of each prior's class prototypes (kept off the page and json, which are seeded and reproducible).
     seconds: dict = field(default_factory=dict)
+    control_scores: dict = field(default_factory=dict)  # {prior name: {control name: score_prototypes output}}
+    control_prototypes: dict = field(default_factory=dict)  # {prior name: {control name: pixels (C, 1, H, W)}}
+    margins: dict = field(default_factory=dict)  # {prior name: {criterion: trained count - best control's}}
+    control_seconds: dict = field(default_factory=dict)  # {prior name: wall seconds of all its control runs}
+    ranked_by: str = ""  # "margin over the random-init control" or "raw score"
 
 
 def check_prior_name(name: str) -> None:
@@ -69,42 +81,87 @@ def class_prototypes(choice: PriorChoice, model: nn.Module, splits, steps: int =
     return result, pixels
 
 
-def compare_priors(model: nn.Module, splits, names: Sequence[str] = PARAMS, steps: int = 256, seed: int = 0,
-                   weights: Sequence[float] = DEFAULT_WEIGHTS, use_cache: bool = True) -> PriorChoice:
-    """Score the class prototypes of ``model`` under each prior in ``names``; the best by :func:`rank_key` is chosen.
+def _scored_prototypes(choice: PriorChoice, model: nn.Module, splits, steps: int, seed: int, logits: torch.Tensor,
+                       reference: nn.Module, stats: dict) -> tuple[dict, torch.Tensor, ActMaxResult, float]:
+    """One network's class prototypes under ``choice``, scored: (score, pixels, result, wall seconds of the ascent).
 
-    Needs ``splits.train_x`` (uint8) for the data priors, the reference classifier and the nearest-neighbour
-    statistics; all three are fitted once per dataset and cached.
+    ``logits`` (N, classes): the network's :func:`test_logits`, computed once for every prior.
+    """
+    floor = class_logit_floor(model, splits, logits=logits)
+    start = time.perf_counter()
+    result, pixels = class_prototypes(choice, model, splits, steps=steps, seed=seed, floor=floor)
+    seconds = time.perf_counter() - start
+    score = score_prototypes(model, pixels, splits, reference, stats, logits=logits)
+    if result.prior_weights is not None:
+        for row, w in zip(score["classes"], result.prior_weights.tolist()):
+            row["prior_weight"] = w
+    return score, pixels, result, seconds
+
+
+def compare_priors(model: nn.Module, splits, names: Sequence[str] = PARAMS, steps: int = 256, seed: int = 0,
+                   weights: Sequence[float] = DEFAULT_WEIGHTS, use_cache: bool = True,
+                   controls: Mapping[str, nn.Module] | None = None) -> PriorChoice:
+    """Score the class prototypes of ``model`` and of each of ``controls`` under each prior in ``names``.
+
+    ``controls`` (name -> network of the same architecture, on the model's device) run with the same prior,
+    steps, seed and weights; each is held to its own logit floor. The choice ranks by :func:`rank_key` on the
+    margin over ``controls["random_init"]``, or on the raw score when that control is not given. Needs
+    ``splits.train_x`` (uint8) for the data priors, the reference classifier and the nearest-neighbour
+    statistics; all three are fitted once per dataset, cached, and shared by the model and its controls.
     """
     for name in names:
         check_prior_name(name)
+    controls = dict(controls or {})
     prior = load_prior(splits, seed=seed, use_cache=use_cache) if any(n in DATA_PRIORS for n in names) else None
     reference = load_reference(splits, seed=seed, use_cache=use_cache)
     stats = real_statistics(splits, seed=seed, use_cache=use_cache)
-    floor = class_logit_floor(model, splits)
+    logits = test_logits(model, splits)  # (N, classes), and one per control: shared by every prior
+    control_logits = {c: test_logits(net, splits) for c, net in controls.items()}
     scores, protos, results, seconds_by_prior = {}, {}, {}, {}
+    control_scores, control_protos, margin_by_prior, control_seconds = {}, {}, {}, {}
     for name in names:
         choice = PriorChoice(name, prior if name in DATA_PRIORS else None, tuple(weights))
-        start = time.perf_counter()
-        result, pixels = class_prototypes(choice, model, splits, steps=steps, seed=seed, floor=floor)
-        seconds = time.perf_counter() - start
-        score = score_prototypes(model, pixels, splits, reference, stats)
-        seconds_by_prior[name] = seconds
-        if result.prior_weights is not None:
-            for row, w in zip(score["classes"], result.prior_weights.tolist()):
-                row["prior_weight"] = w
-        scores[name], protos[name], results[name] = score, pixels, result
-    best = max(names, key=lambda n: rank_key(scores[n]["summary"]))
+        scores[name], protos[name], results[name], seconds_by_prior[name] = _scored_prototypes(
+            choice, model, splits, steps, seed, logits, reference, stats)
+        control_scores[name], control_protos[name], control_seconds[name] = {}, {}, 0.0
+        for c, net in controls.items():
+            score, pixels, _, seconds = _scored_prototypes(choice, net, splits, steps, seed, control_logits[c],
+                                                           reference, stats)
+            control_scores[name][c], control_protos[name][c] = score, pixels
+            control_seconds[name] += seconds
+        margin_by_prior[name] = margins(scores[name]["summary"],
+                                        {c: s["summary"] for c, s in control_scores[name].items()})
+    best = best_prior(scores, control_scores)
     s = scores[best]["summary"]
-    reason = (f"best recognizability score of {', '.join(names)}: {s['all']}/{s['classes']} class prototypes "
-              "meet every target")
+    if RANDOM_INIT in controls:
+        ranked_by = "margin over the random-init control"
+        m = s["all"] - control_scores[best][RANDOM_INIT]["summary"]["all"]
+        reason = (f"largest margin over the random-init control of {', '.join(names)}: {s['all']}/{s['classes']} "
+                  f"class prototypes meet every target, {m:+d} on the control")
+    else:
+        ranked_by = "raw score"
+        reason = (f"best raw recognizability score of {', '.join(names)}: {s['all']}/{s['classes']} class prototypes "
+                  "meet every target (no random-init control given, so the prior is not checked against one)")
     return PriorChoice(best, prior if best in DATA_PRIORS else None, tuple(weights), reason, scores, protos, results,
-                       seconds_by_prior)
+                       seconds_by_prior, control_scores, control_protos, margin_by_prior, control_seconds, ranked_by)
+
+
+def best_prior(scores: Mapping[str, dict], control_scores: Mapping[str, Mapping[str, dict]] | None = None) -> str:
+    """The prior whose score ranks first by :func:`rank_key`, on the margin over its random-init control if scored."""
+    def key(name: str) -> tuple:
+        control = (control_scores or {}).get(name, {}).get(RANDOM_INIT)
+        return rank_key(scores[name]["summary"], control["summary"] if control is not None else None)
+
+    return max(scores, key=key)
 
 
 def choose_prior(model: nn.Module, splits, name: str = "auto", steps: int = 256, seed: int = 0,
-                 weights: Sequence[float] = DEFAULT_WEIGHTS, score: bool = True) -> PriorChoice:
-    """``auto``: :func:`compare_priors` over every prior; a fixed name: that prior (scored too unless ``score=False``)."""
+                 weights: Sequence[float] = DEFAULT_WEIGHTS, score: bool = True,
+                 controls: Mapping[str, nn.Module] | None = None) -> PriorChoice:
+    """``auto``: :func:`compare_priors` over every prior; a fixed name: that prior (scored too unless ``score=False``).
+
+    ``controls`` go to :func:`compare_priors` (scored beside the model; ``random_init`` ranks the priors).
+    """
     check_prior_name(name)
     has_train = getattr(splits, "train_x", None) is not None and len(splits.train_x) > 1
     if not has_train:
@@ -114,9 +171,9 @@ def choose_prior(model: nn.Module, splits, name: str = "auto", steps: int = 256,
         return PriorChoice("pixel" if name == "auto" else name, None, tuple(weights),
                            "no training images to fit a prior or score against")
     if name == "auto":
-        return compare_priors(model, splits, steps=steps, seed=seed, weights=weights)
+        return compare_priors(model, splits, steps=steps, seed=seed, weights=weights, controls=controls)
     if score:
-        choice = compare_priors(model, splits, names=[name], steps=steps, seed=seed, weights=weights)
+        choice = compare_priors(model, splits, names=[name], steps=steps, seed=seed, weights=weights, controls=controls)
         choice.reason = "set in the config"
         return choice
     prior = load_prior(splits, seed=seed) if name in DATA_PRIORS else None
@@ -129,14 +186,18 @@ def hidden_floor(model: nn.Module, layer: str, units: Sequence[int], images: tor
     return acts[:, list(units)].amax(0)
 
 
-def prepare_actmax(model: nn.Module, splits, opts, device: torch.device) -> PriorChoice:
-    """The prior for a visualize run: ``opts.prior`` (``fourier=true`` with ``prior=auto`` means fourier)."""
+def prepare_actmax(model: nn.Module, splits, opts, device: torch.device,
+                   controls: Mapping[str, nn.Module] | None = None) -> PriorChoice:
+    """The prior for a visualize run: ``opts.prior`` (``fourier=true`` with ``prior=auto`` means fourier).
+
+    Scored against ``controls`` (name -> network on ``device``), see :func:`compare_priors`.
+    """
     name = getattr(opts, "prior", "auto")
     if getattr(opts, "fourier", False) and name == "auto":
         name = "fourier"
     weights = tuple(float(w) for w in getattr(opts, "prior_weights", DEFAULT_WEIGHTS))
     with single_thread() if device.type == "cpu" else nullcontext():
-        return choose_prior(model, splits, name, steps=opts.steps, seed=opts.seed, weights=weights)
+        return choose_prior(model, splits, name, steps=opts.steps, seed=opts.seed, weights=weights, controls=controls)
 
 
 def layer_actmax(choice: PriorChoice, model: nn.Module, layer: str, units: Sequence[int], splits, opts,

@@ -9,14 +9,17 @@ For each class ``c`` and its prototype (the act-max image of logit ``c``):
 - *not a copy*: the distance to the nearest training image as a percentile of the same for real test images
   (below the 1st percentile = closer to a training image than 99% of real digits are = a copy).
 
-None of these measures is the density used by a prior, so a prior cannot score well by construction.
+None of these measures is the density used by a prior, yet a data prior alone makes a random-init network's
+prototypes pass most of them (clean digits of the wrong class). So a count means little on its own: the
+trained model's score is its :func:`margins` over control networks run under the same prior
+(:mod:`replearn.actmax.choice`), and :func:`rank_key` ranks priors by the margin over the random-init one.
 Per-dataset statistics of real images are computed once and cached (:mod:`replearn.cache`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -30,6 +33,8 @@ LOGIT_PERCENTILE = 99.0
 BAND = (5.0, 95.0)
 COPY_PERCENTILE = 1.0
 STATS_VERSION = 1
+# The per-class targets, in table order; "all" = every other one at once.
+CRITERIA = ("recognized", "maximizer", "knn5_in_band", "centroid_in_band", "not_copy", "all")
 
 
 def percentile_of(value: float, reference: torch.Tensor) -> float:
@@ -125,11 +130,13 @@ def score_prototypes(
     reference: nn.Module,
     stats: dict | None = None,
     classes: Sequence[int] | None = None,
+    logits: torch.Tensor | None = None,
 ) -> dict:
     """Score class prototypes (C, 1, H, W) given as pixels in [0, 1], one per class in ``classes`` (default 0..C-1).
 
     Returns ``{"classes": [row per class], "summary": {...}}``; each row holds the raw measures, their
-    percentiles among real test images of that class, and the pass/fail flags of the targets.
+    percentiles among real test images of that class, and the pass/fail flags of the targets. ``logits``:
+    :func:`test_logits` of ``model``, when already computed (scoring several priors reuses them).
     """
     if prototypes.dim() != 4:
         raise ReplearnError(f"prototypes must be (C, 1, H, W) pixel images, got shape {tuple(prototypes.shape)}")
@@ -149,7 +156,8 @@ def score_prototypes(
     centroid = spectral_centroid(protos).float()
     rows = []
     for i, c in enumerate(pick):
-        real_logits = _model_logits(model, test[labels == c].float() / 255.0, mean, std)[:, c]
+        real_logits = (logits[labels == c] if logits is not None
+                       else _model_logits(model, test[labels == c].float() / 255.0, mean, std))[:, c]
         row = {
             "class": c,
             "reference_prediction": int(ref_prob[i].argmax()),
@@ -200,21 +208,46 @@ def summarize(rows: list[dict]) -> dict:
     }
 
 
-def rank_key(summary: dict) -> tuple:
-    """Sort key for choosing a prior: classes meeting every target, then each target count, then typicality."""
+def margins(summary: dict, controls: Mapping[str, dict]) -> dict:
+    """Per criterion of :data:`CRITERIA`: the trained count minus the best control's count ({} without controls).
+
+    ``summary`` and each of ``controls`` (control name -> summary) are :func:`summarize` outputs of the same
+    classes under the same prior. A margin near 0 means the prior, not the model, made the prototypes pass.
+    """
+    if not controls:
+        return {}
+    return {c: int(summary[c]) - max(int(s[c]) for s in controls.values()) for c in CRITERIA}
+
+
+def rank_key(summary: dict, control: dict | None = None) -> tuple:
+    """Sort key for choosing a prior: classes meeting every target, then each target count, then typicality.
+
+    With ``control`` (the random-init control's summary under the same prior) both counts are margins over
+    it, so a prior that makes any network's prototypes pass does not win; typicality and the reference's
+    confidence (of the trained prototypes) only break ties.
+    """
+    def count(key: str) -> int:
+        return int(summary[key]) - (int(control[key]) if control is not None else 0)
+
     gap = summary["typicality_gap"]
-    return (summary["all"], summary["recognized"] + summary["maximizer"] + summary["knn5_in_band"]
-            + summary["centroid_in_band"] + summary["not_copy"], -gap if gap == gap else float("-inf"),
+    return (count("all"), sum(count(c) for c in CRITERIA if c != "all"), -gap if gap == gap else float("-inf"),
             summary["mean_confidence"])
 
 
-def class_logit_floor(model: nn.Module, splits, percentile: float = LOGIT_PERCENTILE) -> torch.Tensor:
+def test_logits(model: nn.Module, splits) -> torch.Tensor:
+    """The model's logits on every test image: (N, classes), on the CPU."""
+    return _model_logits(model, splits.test_x.cpu().float() / 255.0, float(splits.mean), float(splits.std))
+
+
+def class_logit_floor(model: nn.Module, splits, percentile: float = LOGIT_PERCENTILE,
+                      logits: torch.Tensor | None = None) -> torch.Tensor:
     """Per class c, the ``percentile`` of the model's logit c over real test images of c: (classes,).
 
-    The "still a maximizer" bar, usable as act-max's ``objective_floor`` for the head.
+    The "still a maximizer" bar, usable as act-max's ``objective_floor`` for the head; ``logits``:
+    :func:`test_logits` of ``model``, when already computed.
     """
     labels = splits.test_y.cpu()
-    logits = _model_logits(model, splits.test_x.cpu().float() / 255.0, float(splits.mean), float(splits.std))
+    logits = test_logits(model, splits) if logits is None else logits
     out = torch.full((logits.shape[1],), float("nan"))
     for c in range(logits.shape[1]):
         mine = logits[labels == c, c]

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from replearn.actmax.choice import prepare_actmax
+from replearn.actmax.choice import RANDOM_INIT, SHUFFLED, prepare_actmax
 from replearn.analysis.run import random_init_control
 from replearn.conf.visualize import VisualizeConfig, validate_visualize
 from replearn.device import resolve_device, resolve_threads
@@ -87,14 +87,37 @@ def draw_run(cfg: DictConfig, output_dir: str | os.PathLike | None = None) -> Pa
         meta.append(f"status: NOT FINISHED: {note}")
     elif summary is not None:  # the page is still useful without the summary line
         meta.append(f"status: {summary.get('status')}, test accuracy: {summary.get('test_acc')}")
-    control = random_init_control(loaded.cfg.model, int(loaded.cfg.seed)).to(device) if cfg.dissect else None
+    # Dissected beside the model (dissect=true) and always act-max's control: the prior runs on it too.
+    control = random_init_control(loaded.cfg.model, int(loaded.cfg.seed)).to(device)
+    shuffled, why = find_shuffled_control(run_dir, device)
     with staged_page(out, OWN_FILES, clear_stale=output_dir is None and not out.is_symlink()) as stage:
         drawn = render_all(loaded.model, splits, stage, cfg, device=device,
-                           title=f"replearn: {run_dir.name}", meta=meta, control=control)
+                           title=f"replearn: {run_dir.name}", meta=meta, control=control,
+                           shuffled_control=shuffled, shuffled_missing=why)
         figures = drawn.read_text().count("<img ")
     page = out / drawn.name
     print(f"wrote {figures} figures and {page}")
     return page
+
+
+def find_shuffled_control(run_dir: str | os.PathLike, device: torch.device) -> tuple[torch.nn.Module | None, str]:
+    """The run's shuffled-label control network and, when there is none to use, why not (for the act-max table).
+
+    The analysis trains it into the run folder; an unusable one (an unfinished run, a twin of another config)
+    is left out with a warning, not an error.
+    """
+    absent = f"not trained; run the analysis (replearn.analysis.run.analyze_run('{run_dir}')) to train it"
+    try:
+        # lazy: replearn.analysis.controls may be missing from this checkout; then there is no shuffled-label control
+        from replearn.analysis.controls import load_shuffled_control
+    except ImportError:
+        return None, absent
+    try:
+        net = load_shuffled_control(run_dir, str(device))
+    except ReplearnError as err:  # unfinished run, or a twin of another config: the page is still worth drawing
+        print(f"warning: act-max without the shuffled-label control: {err}", file=sys.stderr)
+        return None, f"not used: {err}"
+    return net, "" if net is not None else absent
 
 
 def render_all(
@@ -107,13 +130,18 @@ def render_all(
     title: str = "replearn visualizations",
     meta: Sequence[str] = (),
     control: torch.nn.Module | None = None,
+    shuffled_control: torch.nn.Module | None = None,
+    shuffled_missing: str = "not trained; run the analysis",
 ) -> Path:
     """Draw every figure for the chosen layers of ``model`` on ``splits.test_x`` and write index.html.
 
     ``splits`` needs uint8 ``test_x`` (N, 1, 28, 28), ``test_y`` (N,), ``classes`` and ``normalize``.
     ``options`` is the visualize config (its ``run``/``root``/``device`` are not used here);
     without Hydra, pass ``VisualizeConfig(layers=[...], units=..., ...)``. ``control`` (the run's
-    random-init network) is dissected next to the model in the "What each unit detects" section.
+    random-init network) is dissected next to the model in the "What each unit detects" section; it and
+    ``shuffled_control`` (the architecture trained on shuffled labels) are act-max's controls: every prior
+    also runs on them, and the recognizability table shows the model's margin over them (``shuffled_missing``:
+    what it says when ``shuffled_control`` is None).
     """
     opts = options if options is not None else VisualizeConfig()
     out = Path(out_dir)
@@ -133,7 +161,12 @@ def render_all(
     feats = capture_activations(model, images[inputs_idx], layers=layers, normalize=splits.normalize, device=device)
     embed_acts = capture_activations(model, images[embed_idx], layers=layers, normalize=splits.normalize,
                                      device=device)
-    prior = prepare_actmax(model, splits, opts, device)
+    actmax_controls = {name: net.to(device).eval() for name, net in ((RANDOM_INIT, control), (SHUFFLED, shuffled_control))
+                       if net is not None}
+    missing = {name: why for name, net, why in ((RANDOM_INIT, control, "not given (render_all(control=...))"),
+                                                (SHUFFLED, shuffled_control, shuffled_missing))
+               if net is None}
+    prior = prepare_actmax(model, splits, opts, device, controls=actmax_controls)
 
     sections: dict[str, list[PageSection]] = {}
     dissected: dict = {}
@@ -155,7 +188,8 @@ def render_all(
     sections["layers"] = [d.section for d in drawn.values()]
     sections["overview"] = [overview_section(overview, labels[embed_idx], classes, opts.embedding, out)]
     sections["at_a_glance"] = [glance_section([d.summary for d in drawn.values()], out)]
-    actmax = write_actmax_outputs(prior, {layer: d.actmax_record for layer, d in drawn.items()}, out, classes)
+    actmax = write_actmax_outputs(prior, {layer: d.actmax_record for layer, d in drawn.items()}, out, classes,
+                                  missing_controls=missing)
     if actmax is not None:
         sections["actmax"] = [actmax]
     settings = (f"layers: {', '.join(layers)}; units per layer: {opts.units}; k: {opts.k}; act-max steps: "
