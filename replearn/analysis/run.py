@@ -113,7 +113,9 @@ def analyze_model(model: nn.Module, splits, cfg=None, control: nn.Module | None 
         result["dissection"] = {
             "concepts": concepts.names(), "levels": concepts.levels().tolist(), "images": len(data["dissect_x"]),
             "config": {"quantile": cfg.dissect_quantile, "iou_threshold": cfg.dissect_iou,
-                       "grad_images": cfg.dissect_grad_images, "quantile_images": cfg.dissect_quantile_images},
+                       "grad_images": cfg.dissect_grad_images, "quantile_images": cfg.dissect_quantile_images,
+                       "null_permutations": cfg.dissect_null_permutations, "null_quantile": cfg.dissect_null_quantile,
+                       "ceiling_images": cfg.dissect_ceiling_images},
             **{tag: units for tag, units in dissection_units.items() if units},
         }
     result["position"] = layer_positions(result["layers"])

@@ -41,6 +41,12 @@ class AnalysisConfig:
     dissect_quantile: float = 0.005
     dissect_iou: float = 0.04
     dissect_quantile_images: int = 1000
+    # The within-image null (replearn.dissection.null): a label must also beat its concept's IoU with masks
+    # permuted among images of the same class, at this quantile over this many permutations (0: no null).
+    dissect_null_permutations: int = 20
+    dissect_null_quantile: float = 0.99
+    # Probe images for each concept's ceiling and ink baseline at each map geometry.
+    dissect_ceiling_images: int = 2000
     # Within-class concept probes (replearn.analysis.concept_probes): how linearly decodable each level-1/2
     # concept's presence, count and position is from a layer with the class regressed out, on the dissection's
     # probe images (half fit, half scored). A map-free measure: it works alike for MLPs and CNNs.
@@ -71,7 +77,12 @@ def validate_analysis(cfg) -> None:
         raise ReplearnError(f"analysis.dissect_quantile={cfg.dissect_quantile} is invalid; use a fraction in (0, 1), e.g. 0.005")
     if not 0.0 <= float(cfg.dissect_iou) < 1.0:
         raise ReplearnError(f"analysis.dissect_iou={cfg.dissect_iou} is invalid; use a value in [0, 1), e.g. 0.04")
-    for key in ("actmax_units", "actmax_steps", "erf_units", "erf_images", "probe_shuffles"):
+    if int(cfg.dissect_ceiling_images) < 1:
+        raise ReplearnError(f"analysis.dissect_ceiling_images={cfg.dissect_ceiling_images} is invalid; use a positive integer")
+    if not 0.0 < float(cfg.dissect_null_quantile) < 1.0:
+        raise ReplearnError(f"analysis.dissect_null_quantile={cfg.dissect_null_quantile} is invalid; "
+                            "use a fraction in (0, 1), e.g. 0.99")
+    for key in ("actmax_units", "actmax_steps", "erf_units", "erf_images", "probe_shuffles", "dissect_null_permutations"):
         if int(cfg[key]) < 0:
             raise ReplearnError(f"analysis.{key}={cfg[key]} is invalid; use 0 (skip) or a positive integer")
     if int(cfg.n_train) < 10:

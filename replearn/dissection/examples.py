@@ -2,7 +2,8 @@
 
 For a labelled unit, the images where its map peaks highest, and on each the unit's
 "on" region (map upsampled and thresholded exactly as in the dissection) and the mask
-of the concept it was labelled with, so a reader can check the label by eye.
+of the concept it was labelled with, so a reader can check the label by eye. A logit
+(method ``class``) has no map: its strongest images are those it scores highest, with no on-region.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from replearn.dissection.dissect import LayerDissection, _upsample
 from replearn.dissection.maps import grad_x_input_maps
+from replearn.dissection.registration import Geometry, upsample
+from replearn.dissection.result import LayerDissection
 from replearn.recording.hooks import capture_activations
 
 
@@ -32,7 +34,9 @@ class UnitExamples:
 
 
 def top_labelled_units(dissection: LayerDissection, count: int = 4) -> list[int]:
-    """The ``count`` labelled units with the highest IoU, preferring distinct concepts."""
+    """The ``count`` labelled units with the highest IoU, preferring distinct concepts (none for the logits)."""
+    if not dissection.is_measured:
+        return []
     labelled = dissection.labelled.nonzero().flatten().tolist()
     labelled.sort(key=lambda u: -float(dissection.best_iou[u]))
     chosen, seen = [], set()
@@ -46,8 +50,8 @@ def top_labelled_units(dissection: LayerDissection, count: int = 4) -> list[int]
 
 
 def _maps(model: nn.Module, dissection: LayerDissection, images: torch.Tensor, normalize, std: float) -> torch.Tensor:
-    """(N, U, h, w) maps of the dissected kind for ``images``."""
-    if dissection.method == "activation":
+    """(N, U, h, w) maps of the dissected kind for ``images`` ((N, U) logits for method ``class``)."""
+    if dissection.method in ("activation", "class"):
         return capture_activations(model, images, [dissection.layer], normalize=normalize)[dissection.layer]
     return grad_x_input_maps(model, [dissection.layer], images, normalize, std)[dissection.layer]
 
@@ -63,15 +67,19 @@ def unit_examples(model: nn.Module, dissection: LayerDissection, images: torch.T
         parts = []
         for start in range(0, n, 500):  # gradient maps are U x H x W per image: stream them
             maps = _maps(model, dissection, images[start:min(start + 500, n)], normalize, std)
-            parts.append(maps[:, units].flatten(2).amax(2))  # (B, U)
+            own = maps[:, units]
+            parts.append(own.flatten(2).amax(2) if own.dim() > 2 else own)  # (B, U)
         peaks = torch.cat(parts)
     top = peaks.topk(min(k, n), dim=0).indices.T  # (U, k)
     chosen = top.flatten()
-    maps = _maps(model, dissection, images[chosen], normalize, std)  # (U*k, U_all, h, w)
-    rows = torch.arange(len(chosen))
-    unit_ids = torch.tensor(units).repeat_interleave(top.shape[1])
-    own = _upsample(maps[rows, unit_ids], size)  # (U*k, H, W)
-    on = own >= dissection.thresholds[unit_ids].view(-1, 1, 1)
+    unit_ids = torch.tensor(units, dtype=torch.int64).repeat_interleave(top.shape[1])
+    if dissection.is_measured:
+        maps = _maps(model, dissection, images[chosen], normalize, std)  # (U*k, U_all, h, w)
+        geometry = dissection.geometry or Geometry.evenly(tuple(maps.shape[-2:]), size)
+        own = upsample(maps[torch.arange(len(chosen)), unit_ids], geometry, size)  # (U*k, H, W)
+        on = own >= dissection.thresholds[unit_ids].view(-1, 1, 1)
+    else:  # a logit has no map of its own
+        on = torch.zeros(len(chosen), *size, dtype=torch.bool)
     concept_ids = dissection.best_concept[unit_ids]
     concept = concept_masks.masks[chosen, concept_ids]  # (U*k, H, W)
     shape = (len(units), top.shape[1], *size)

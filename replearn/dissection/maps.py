@@ -1,20 +1,29 @@
 """Spatial maps of units, one (B, U, h, w) chunk at a time, for network dissection.
 
-Two kinds of map:
+Three kinds of layer:
 
 - ``activation``: a conv unit's own feature map (native resolution, e.g. 14x14,
-  7x7 or 4x4); the dissection upsamples it to the image size.
-- ``grad_x_input``: for units without a spatial map (MLP units, a CNN's logits)
+  7x7 or 4x4) with its geometry (where each cell's receptive field is centred,
+  :mod:`replearn.dissection.registration`); the dissection upsamples it on that grid.
+- ``grad_x_input``: for hidden units without a spatial map (MLP units)
   a spatial *proxy*: the unit's input gradient times the image's ink,
   ``d unit / d x[p] * (x[p] - x_black[p])``, where ``x_black`` is an all-black
   image. It is the first-order share of pixel ``p`` in the unit's response
   (exact for a bias-free ReLU network inside its linear region); it is zero
   wherever the image has no ink. It shows *which ink drives the unit in this
-  image*, not where the unit "is" - an MLP unit has no location of its own.
+  image*, not where the unit "is" - an MLP unit sees the whole image from its
+  first layer and has no location of its own.
+- ``class``: the logits (``head``). Logit c is trained to be class c, so it is
+  labelled with class c's level-3 concept by construction, not dissected.
 
 Gradient maps of MLP blocks are computed forward-mode, block after block
 (one Jacobian-vector product per ink pixel), so a whole stack costs one pass
-linear in depth; other vector layers (a CNN head) use one backward pass per unit.
+linear in depth; other vector layers use one backward pass per unit.
+
+A map source is anything with ``.methods`` ({layer: kind}), ``.geometry`` ({layer:
+Geometry} for map layers), ``.scores`` ({layer: (N, U)} for class layers), ``.images``,
+``.count(layer)`` and ``.chunks(limit, pixels_kept)``: :class:`MapSource` records a model,
+:class:`PlantedSource` serves maps made by hand (controls, tests).
 """
 
 from __future__ import annotations
@@ -26,17 +35,22 @@ import torch
 from torch import nn
 from torch.func import jvp, vmap
 
+from replearn.dissection.registration import Geometry, layer_geometry
 from replearn.errors import ReplearnError
 from replearn.models import MLPBlock
 from replearn.recording.hooks import capture_activations, forward_until, model_device
 
 METHODS = ("auto", "activation", "grad_x_input")
+HEAD = "head"  # the logits layer of every replearn model
 
 
 def layer_method(model: nn.Module, layer: str, method: str = "auto") -> str:
-    """The map kind used for ``layer``: its activation map if it has one, else the gradient x input proxy."""
+    """The kind used for ``layer``: ``class`` for the logits, else its activation map if it has one, else the
+    gradient x input proxy."""
     if method not in METHODS:
         raise ReplearnError(f"dissection map method {method!r} is invalid; use one of {', '.join(METHODS)}")
+    if layer == HEAD and hasattr(model, "layer_names"):
+        return "class"
     spatial = _has_spatial_map(model, layer)
     if method == "activation" and not spatial:
         raise ReplearnError(f"layer {layer!r} has no spatial map (its output is a vector); "
@@ -169,10 +183,11 @@ def grad_x_input_maps(model: nn.Module, layers: list[str], images: torch.Tensor,
 
 
 class MapSource:
-    """Chunks of native-resolution unit maps for every dissected layer, in image order.
+    """Chunks of native-resolution unit maps for every dissected layer, in image order, with their geometry.
 
     Activation maps are recorded once (they are small at native resolution);
-    gradient maps are recomputed per chunk (too large to keep: U x 28 x 28 per image).
+    gradient maps are recomputed per chunk (too large to keep: U x 28 x 28 per image);
+    the logits (``class``) are recorded as scores (they pick a class unit's strongest images).
     """
 
     def __init__(self, model: nn.Module, layers: list[str], images: torch.Tensor, normalize: Callable | None,
@@ -182,12 +197,19 @@ class MapSource:
         self.images, self.normalize, self.std, self.batch_size = images, normalize, std, batch_size
         act_layers = [n for n, m in self.methods.items() if m == "activation"]
         self.grad_layers = [n for n, m in self.methods.items() if m == "grad_x_input"]
-        self.acts = capture_activations(model, images, act_layers, batch_size=1000, normalize=normalize) if act_layers else {}
+        class_layers = [n for n, m in self.methods.items() if m == "class"]
+        recorded = act_layers + class_layers
+        acts = capture_activations(model, images, recorded, batch_size=1000, normalize=normalize) if recorded else {}
+        self.scores = {name: acts.pop(name) for name in class_layers}
+        self.acts = acts
+        size = tuple(images.shape[-2:])
+        self.geometry = {name: layer_geometry(model, name, tuple(a.shape[-2:]), size) for name, a in acts.items()}
+        self.geometry.update({name: Geometry.full(size) for name in self.grad_layers})
         self.grad_images = min(grad_images, len(images))
         self.stored_grads: dict[str, torch.Tensor] = {}
         if self.grad_layers and not _is_mlp_stack(model):
-            # Few-unit layers of a CNN (the logits): one backward per unit is the cost, so the maps
-            # are computed once and kept (10 x 28 x 28 floats per image) instead of once per pass.
+            # Conv layers asked for through the proxy (method=grad_x_input): one backward per unit is the
+            # cost, so the maps are computed once and kept (U x 28 x 28 floats per image), not once per pass.
             for name in self.grad_layers:
                 parts = [grad_x_input_maps(model, [name], images[s:s + 100], normalize, std)[name]
                          for s in range(0, self.grad_images, 100)]
@@ -218,3 +240,41 @@ class MapSource:
             stored.update({name: g[start:min(stop, len(g))] for name, g in self.stored_grads.items() if start < len(g)})
             if stored:
                 yield start, stop, stored
+
+
+class PlantedSource:
+    """Unit maps given by hand, ``{layer: (N, U, h, w)}``, dissected like a model's (controls, tests).
+
+    ``geometry``: {layer: Geometry}; a layer left out is full resolution if its maps are image-sized,
+    else its cells tile the image evenly (:meth:`Geometry.evenly`, right for non-overlapping pooling).
+    ``images`` (N, 1, H, W): the probe images (their ink makes the smeared-ink baseline); None: blank
+    images of the maps' count at ``size``, so that baseline is 0.
+    """
+
+    def __init__(self, maps: dict[str, torch.Tensor], images: torch.Tensor | None = None,
+                 geometry: dict[str, Geometry] | None = None, size: tuple[int, int] = (28, 28), batch_size: int = 64):
+        if not maps:
+            raise ReplearnError("PlantedSource got no maps; pass {layer: (N, U, h, w) tensor}")
+        n = len(next(iter(maps.values())))
+        if any(m.dim() != 4 or len(m) != n for m in maps.values()):
+            raise ReplearnError("planted maps must all be (N, U, h, w) tensors over the same N images")
+        self.images = images if images is not None else torch.zeros(n, 1, *size, dtype=torch.uint8)
+        size = tuple(self.images.shape[-2:])
+        self.acts, self.methods, self.scores, self.batch_size = maps, {name: "activation" for name in maps}, {}, batch_size
+        geometry = dict(geometry or {})
+        for name, m in maps.items():
+            cells = tuple(m.shape[-2:])
+            geometry.setdefault(name, Geometry.full(size) if cells == size else Geometry.evenly(cells, size))
+        self.geometry = geometry
+
+    def count(self, layer: str) -> int:
+        """Every planted layer covers all its images."""
+        return len(self.images)
+
+    def chunks(self, limit: int | None = None, pixels_kept: torch.Tensor | None = None
+               ) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
+        """(start, stop, {layer: (B, U, h, w)}) over the first ``limit`` images (all by default)."""
+        n = len(self.images) if limit is None else min(limit, len(self.images))
+        for start in range(0, n, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            yield start, stop, {name: m[start:stop] for name, m in self.acts.items()}

@@ -35,6 +35,17 @@ def receptive_fields(model: nn.Module, image_size: int | None = None) -> dict[st
     return {name: field[:3] for name, field in _fields(model, image_size).items()}
 
 
+def unit_centres(model: nn.Module, image_size: int | None = None) -> dict[str, tuple[float, int] | None]:
+    """``{layer: (centre, stride)}``: where unit 0's receptive field is centred, in pixel coordinates (pixel
+    ``i``'s centre at ``i``, the same on both axes), and the pixels between neighbouring units' centres.
+
+    Unit ``y`` is centred at ``centre + y * stride``, with ``centre = (size - 1) / 2 - padding_total``: the
+    midpoint of its unclipped box. None for layers whose units see the whole image (no location of their own).
+    """
+    return {name: None if is_global else ((size - 1) / 2 - pad, stride)
+            for name, (size, stride, pad, is_global) in _fields(model, image_size).items()}
+
+
 def _fields(model: nn.Module, image_size: int | None) -> dict[str, tuple[int, int, int, bool]]:
     if not hasattr(model, "blocks") or not hasattr(model, "layer_names"):
         raise ReplearnError("receptive_fields needs a replearn model (with .blocks and .layer_names())")

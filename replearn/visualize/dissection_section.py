@@ -29,46 +29,66 @@ def dissection_section(model: nn.Module, splits, layers: list[str], out: Path, n
     concepts = concepts_for(splits, n_images)
     settings = DissectionSettings(grad_images=min(1000, len(images)))
     std = float(splits.std)
-    result = dissect_model(model, images, concepts, layers, splits.normalize, std, settings, progress=progress)
-    fractions = {name: d.level_fractions() for name, d in result.items()}
+    labels = splits.test_y[:n_images].cpu()  # the null permutes masks within these classes
+    result = dissect_model(model, images, concepts, layers, splits.normalize, std, settings, progress=progress,
+                           labels=labels)
+    measured = [name for name, d in result.items() if d.is_measured]  # the head is its class, not a measurement
+    fractions = {name: result[name].level_fractions() for name in measured}
     control_fractions = None
     if control is not None:
-        control_result = dissect_model(control.eval(), images, concepts, layers, splits.normalize, std, settings)
-        control_fractions = {name: d.level_fractions() for name, d in control_result.items()}
+        control_result = dissect_model(control.eval(), images, concepts, layers, splits.normalize, std, settings,
+                                       labels=labels)
+        control_fractions = {name: control_result[name].level_fractions() for name in measured}
 
     levels = ("l1", "l2", "l3", "unlabelled")
-    head = ["layer", "map", *(LEVEL_LABELS[lv] for lv in levels)]
+    head = ["layer", "map", *(LEVEL_LABELS[lv] for lv in levels), "labels the null removed"]
     if control_fractions:
         head += [f"{LEVEL_LABELS[lv]} (random init)" for lv in levels]
-    head += ["mean best IoU: edges / parts / objects"]
+    head += ["mean best IoU / ceiling: edges / parts / objects"]
     table = [head]
     for name, d in result.items():
-        row = [name, d.method.replace("_", " "), *(_pct(fractions[name][lv]) for lv in levels)]
+        if not d.is_measured:
+            table.append([name, "its class", *(["n/a"] * (len(head) - 2))])
+            continue
+        before = d.level_fractions(before_null=True)["unlabelled"]
+        row = [name, d.method.replace("_", " "), *(_pct(fractions[name][lv]) for lv in levels),
+               _pct(fractions[name]["unlabelled"] - before)]
         if control_fractions:
             row += [_pct(control_fractions[name][lv]) for lv in levels]
-        best = d.mean_best_iou()
-        row.append(" / ".join(f"{best[lv]:.3f}" for lv in ("l1", "l2", "l3")))
+        ratio = d.mean_best_iou_vs_ceiling()
+        row.append(" / ".join(f"{ratio[lv]:.2f}" for lv in ("l1", "l2", "l3")))
         table.append(row)
 
     section = PageSection(
         "What each unit detects",
-        f"Network dissection (Bau et al. 2017) on {len(images)} test images: each unit's map is thresholded at "
+        f"Network dissection (Bau et al. 2017) on {len(images)} test images: each unit's map is upsampled at its "
+        "cells' receptive-field centres, thresholded at "
         f"its top {100 * settings.quantile:.1f}% and compared with 28x28 concept masks at three levels "
         + ("(the shapes generator's exact masks: its 4 line orientations; its 6 part types; each object's own "
            "strokes). " if splits.name == "shapes" else
            "(edges and strokes; parts and shapes: endpoints, junctions, corners, curves, loops; whole digits). ")
-        + f"A unit is labelled with its best concept when the IoU exceeds {settings.iou_threshold}. Conv channels use their "
-        "feature maps; units without a spatial map (MLP units, logits) use gradient x input on the first "
-        f"{settings.grad_images} images - which ink drives the unit, not where the unit is. "
+        + f"A unit is labelled with a concept when its IoU exceeds {settings.iou_threshold}, exceeds what smeared "
+        f"ink (the image blurred by {settings.ink_sigma:g} px) scores through the same grid, and exceeds the "
+        f"{100 * settings.null_quantile:g}% quantile of its IoU when each image's masks are swapped with those of "
+        f"another image of its class ({settings.null_permutations} permutations): a unit that only knows the class "
+        "keeps no label. Among the concepts that pass, the label is the one the unit detects closest to a perfect "
+        "detector of it at the layer's resolution (its ceiling: a 4x4 grid cannot draw a thin endpoint); the last "
+        "column is each level's best IoU over that ceiling. Conv channels use their feature maps. MLP units have "
+        f"no map: each sees the whole image from the first layer on, so their maps are gradient x input on the "
+        f"first {settings.grad_images} images, which shows which ink drives the unit in an image, not where the "
+        "unit is, and can only ever fall on ink. The logits (head) are not dissected: each is labelled with its "
+        "own class, which is how it was trained, not a finding. "
         + ("The random-init network of the same architecture is dissected the same way as a control: labels it "
            "also gets come from the architecture and the data, not from training." if control is not None else ""),
         table=table,
     )
-    fig = plot_level_fractions(fractions, control_fractions)
-    fig.savefig(out / "dissection_levels.png", dpi=DPI)
-    section.figures.append(PageFigure(out / "dissection_levels.png",
-                                      "Fraction of units labelled at each level, per layer"
-                                      + (" (left: trained, right hatched: random init)." if control_fractions else ".")))
+    if fractions:
+        fig = plot_level_fractions(fractions, control_fractions)
+        fig.savefig(out / "dissection_levels.png", dpi=DPI)
+        section.figures.append(PageFigure(out / "dissection_levels.png",
+                                          "Fraction of units labelled at each level, per dissected layer (the head "
+                                          "is its class, not counted)"
+                                          + (" (left: trained, right hatched: random init)." if control_fractions else ".")))
     for name, d in result.items():
         units = top_labelled_units(d, units_per_layer)
         if not units:

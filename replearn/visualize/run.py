@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from replearn.actmax.choice import RANDOM_INIT, SHUFFLED, prepare_actmax
+from replearn.analysis.controls import load_shuffled_control
 from replearn.analysis.run import random_init_control
 from replearn.conf.visualize import VisualizeConfig, validate_visualize
 from replearn.device import resolve_device, resolve_threads
@@ -106,12 +107,7 @@ def find_shuffled_control(run_dir: str | os.PathLike, device: torch.device) -> t
     The analysis trains it into the run folder; an unusable one (an unfinished run, a twin of another config)
     is left out with a warning, not an error.
     """
-    absent = f"not trained; run the analysis (replearn.analysis.run.analyze_run('{run_dir}')) to train it"
-    try:
-        # lazy: replearn.analysis.controls may be missing from this checkout; then there is no shuffled-label control
-        from replearn.analysis.controls import load_shuffled_control
-    except ImportError:
-        return None, absent
+    absent = "not trained; analyse the run (analysis.enabled=true, or replearn.analysis.analyze_run on its folder) to train it"
     try:
         net = load_shuffled_control(run_dir, str(device))
     except ReplearnError as err:  # unfinished run, or a twin of another config: the page is still worth drawing

@@ -89,6 +89,9 @@ def _table(dissected: dict[str, LayerDissection]) -> list[list[str]]:
     table = [["layer", *(f"level {level}: {name}" for level, name in LEVELS.items())]]
     for layer, d in dissected.items():
         row = [layer]
+        if not d.is_measured:  # the logits: labelled by their class, not measured
+            table.append(row + ["labelled by its class, not measured"] + [""] * (len(LEVELS) - 1))
+            continue
         for level in LEVELS:
             hits = (d.concept_levels[d.best_concept] == level) & d.labelled
             best = f" (best IoU {float(d.best_iou[hits].max()):.3f})" if hits.any() else ""

@@ -21,7 +21,10 @@ from replearn.models import build_model
 pytestmark = pytest.mark.usefixtures("one_thread")  # many tiny ops: a second thread only adds waiting
 
 # Analysis settings small enough for a test (the splits fixture is 400 train, 200 test images).
-FAST_ANALYSIS = dict(n_train=300, n_eval=200, actmax_units=2, actmax_steps=3, erf_units=2, erf_images=4, grad_images=64)
+# No shuffled-label twin here: these folders are hand-made checkpoints, not finished runs (tests/analysis/test_controls.py
+# trains twins through the analysis).
+FAST_ANALYSIS = dict(n_train=300, n_eval=200, actmax_units=2, actmax_steps=3, erf_units=2, erf_images=4, grad_images=64,
+                     shuffled_control=False)
 
 
 def test_participation_ratio_isotropic_and_rank_one():
@@ -103,7 +106,7 @@ def _check_block(block, n_layers, allow_null):
         assert len(values) == n_layers, key
         for i, v in enumerate(values):
             if key == "dissect_method" and v is not None:
-                assert v in ("activation", "grad_x_input")
+                assert v in ("activation", "grad_x_input", "class")
             elif v is None:
                 assert (key, i) in allow_null, (key, i)
             else:
@@ -126,16 +129,19 @@ def test_analyze_model_tiny_models(splits, name, kwargs):
     input_only = {(k, 0) for k in ("grad_norm", "grad_relative", "dead_fraction", "erf_area", "erf_radius",
                                    "actmax_spectral_centroid", *DISSECT_KEYS)}
     logits_dead = {("dead_fraction", len(layers) - 1)}
+    # The logits are labelled by their class, not measured: their dissection summaries are null.
+    logits_dead |= {(k, len(layers) - 1) for k in DISSECT_KEYS if k != "dissect_method"}
+    assert "shuffled_labels" not in result  # no shuffled-label network passed
     for tag in ("trained", "random_init"):
         _check_block(result[tag], len(layers), input_only | logits_dead)
         block = result[tag]
         # The shuffled-label floor sits near chance (10 balanced classes), far below a real probe of pixels.
         assert all(0.0 <= v <= 0.25 for v in block["probe_shuffled_eval_acc"])
-        for i in range(1, len(layers)):
+        for i in range(1, len(layers) - 1):
             fractions = [block[f"dissect_fraction_{lv}"][i] for lv in ("l1", "l2", "l3", "unlabelled")]
             assert sum(fractions) == pytest.approx(1.0)
         expected = "activation" if name == "cnn" else "grad_x_input"
-        assert block["dissect_method"][1:-1] == [expected] * 3 and block["dissect_method"][-1] == "grad_x_input"
+        assert block["dissect_method"][1:-1] == [expected] * 3 and block["dissect_method"][-1] == "class"
         units = result["dissection"][tag]
         assert list(units) == ["blocks.0", "blocks.1", "blocks.2", "head"]
         assert len(units["head"]["best_concept"]) == 10

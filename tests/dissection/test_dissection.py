@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from replearn.dissection import DissectionSettings, LayerDissection, MapSource, dissect_layers, dissect_model
+from replearn.dissection import (
+    DissectionSettings,
+    LayerDissection,
+    MapSource,
+    PlantedSource,
+    dissect_layers,
+    dissect_model,
+)
 from replearn.dissection.concepts import Concept, ConceptMasks, build_concept_masks
 from replearn.dissection.maps import _mlp_grad_maps, _reverse_grad_maps, layer_method
 from replearn.errors import ReplearnError
@@ -16,24 +23,6 @@ MEAN, STD = 0.1307, 0.3081
 
 def _normalize(images: torch.Tensor) -> torch.Tensor:
     return (images.float() / 255.0 - MEAN) / STD
-
-
-class _PlantedSource:
-    """A MapSource stand-in whose unit maps are given: (N, U, h, w) per layer."""
-
-    def __init__(self, maps: dict[str, torch.Tensor]):
-        self.acts = maps
-        self.methods = {name: "activation" for name in maps}
-        self.images = torch.zeros(next(iter(maps.values())).shape[0], 1, 28, 28)
-
-    def count(self, layer: str) -> int:
-        return len(self.images)
-
-    def chunks(self, limit=None, pixels_kept=None):
-        n = len(self.images) if limit is None else min(limit, len(self.images))
-        for start in range(0, n, 64):
-            stop = min(start + 64, n)
-            yield start, stop, {name: m[start:stop] for name, m in self.acts.items()}
 
 
 def _synthetic_concepts(n: int = 300, seed: int = 0):
@@ -57,10 +46,11 @@ def test_planted_units_are_labelled_by_what_they_were_made_to_detect():
     digit3 = (ink & (labels == 3)[:, None, None]).float()  # (N, 28, 28): fires on the foreground of 3s only
     noise = torch.rand(ink.shape, generator=gen)
     dead = torch.zeros(ink.shape)
-    # A 7x7 map (like a deep conv layer) of the 3-detector: the dissection upsamples it back to 28x28.
+    # A 7x7 map of the 3-detector by 4x4 average pooling: its cells tile the image (PlantedSource's default
+    # geometry for maps smaller than the image), and the dissection upsamples it back to 28x28 on those tiles.
     coarse3 = torch.nn.functional.avg_pool2d(digit3[:, None], 4)[:, 0]
     maps = {"layer": torch.stack([digit3, noise, dead], 1), "coarse": torch.stack([coarse3, noise[:, ::4, ::4]], 1)}
-    result = dissect_layers(_PlantedSource(maps), concepts, DissectionSettings(quantile=0.02))
+    result = dissect_layers(PlantedSource(maps), concepts, DissectionSettings(quantile=0.02))
     labels_full = result["layer"].unit_labels()
     assert labels_full == ["digit_3", None, None]
     assert result["layer"].best_iou[0] > 0.3  # a perfect 3-detector at a 2% quantile covers most 3-ink
@@ -77,7 +67,7 @@ def test_iou_equals_a_direct_count():
     gen = torch.Generator().manual_seed(3)
     maps = torch.rand(150, 2, 28, 28, generator=gen)
     settings = DissectionSettings(quantile=0.1, quantile_images=150)
-    result = dissect_layers(_PlantedSource({"l": maps}), concepts, settings)["l"]
+    result = dissect_layers(PlantedSource({"l": maps}), concepts, settings)["l"]
     for unit in range(2):
         threshold = maps[:, unit].flatten().topk(int(0.1 * 150 * 784) + 1).values[-2]
         on = maps[:, unit] >= threshold
@@ -141,7 +131,7 @@ def test_map_method_per_layer_and_bad_requests():
     cnn = build_model("cnn", depth=2, channels=4, max_channels=4)
     mlp = build_model("mlp", depth=2, width=8)
     assert layer_method(cnn, "blocks.1") == "activation"
-    assert layer_method(cnn, "head") == "grad_x_input"
+    assert layer_method(cnn, "head") == layer_method(mlp, "head") == "class"  # the logits are their class
     assert layer_method(mlp, "blocks.0") == "grad_x_input"
     with pytest.raises(ReplearnError, match="no spatial map.*grad_x_input"):
         layer_method(mlp, "blocks.0", "activation")
@@ -160,7 +150,7 @@ def test_bad_input_is_one_line():
         DissectionSettings(quantile=0.0).check()
     empty = ConceptMasks(torch.zeros(0, 4, 28, 28, dtype=torch.bool), concepts.concepts)
     with pytest.raises(ReplearnError, match="empty"):
-        dissect_layers(_PlantedSource({"l": torch.zeros(0, 1, 4, 4)}), empty)
+        dissect_layers(PlantedSource({"l": torch.zeros(0, 1, 4, 4)}), empty)
 
 
 def test_layer_summary_is_json_ready():

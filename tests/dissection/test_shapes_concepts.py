@@ -1,7 +1,7 @@
 """Dissection on the shapes world: the generator's exact masks, through the public API.
 
-Planted "perfect detector" units (their maps are a generator mask, at full or at a conv layer's
-coarser geometry) get that mask's label; a run's masks come from ``concepts_for``, which gives
+Planted "perfect detector" units (their maps are a generator mask, at full resolution or average-pooled
+to 14x14) get that mask's label; a run's masks come from ``concepts_for``, which gives
 the generator's masks for data=shapes and the morphology masks (byte for byte) for MNIST.
 """
 
@@ -15,7 +15,7 @@ from torch import nn
 import replearn.dissection.concept_cache as concept_cache
 import replearn.shapes.cache as shapes_cache
 from replearn.data import load_splits
-from replearn.dissection import DissectionSettings, dissect_model
+from replearn.dissection import DissectionSettings, PlantedSource, dissect_layers
 from replearn.dissection.concept_cache import concepts_for, load_concept_masks
 from replearn.dissection.concepts import class_concept_name
 from replearn.errors import ReplearnError
@@ -23,32 +23,6 @@ from replearn.shapes import CLASSES, PART_TYPES, concepts, generate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 N = 96  # 12 images per object class
-
-
-class _Lookup(nn.Module):
-    """A layer whose output for image i is ``maps[i]`` (the model finds i from the pixels)."""
-
-    def __init__(self, maps: torch.Tensor):
-        super().__init__()
-        self.register_buffer("maps", maps)
-
-    def forward(self, index: torch.Tensor) -> torch.Tensor:
-        return self.maps[index]
-
-
-class _Planted(nn.Module):
-    """Each layer's units are given maps (N, U, h, w) of the N probe images: detectors planted by hand."""
-
-    def __init__(self, images: torch.Tensor, maps: dict[str, torch.Tensor]):
-        super().__init__()
-        self.register_buffer("keys", images.flatten(1).float())
-        self.names = list(maps)
-        for name, m in maps.items():
-            self.add_module(name, _Lookup(m))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        index = torch.cdist(x.flatten(1).float(), self.keys).argmin(1)
-        return torch.cat([getattr(self, name)(index).flatten(1).sum(1, keepdim=True) for name in self.names], 1)
 
 
 def _mask(masks, name: str) -> torch.Tensor:
@@ -72,9 +46,8 @@ def test_planted_detectors_get_the_label_of_the_generator_mask_they_equal():
         "full": torch.stack([square, lines, noise], 1),
         "coarse": pool(torch.stack([square, objects], 1), 2),
     }
-    model = _Planted(images, maps)
-    result = dissect_model(model, images, masks, ["full", "coarse"], normalize=lambda x: x.float(), std=1.0,
-                           settings=DissectionSettings(quantile=0.02, quantile_images=N))
+    result = dissect_layers(PlantedSource(maps, images), masks, DissectionSettings(quantile=0.02, quantile_images=N),
+                            labels=labels)
     assert result["full"].unit_labels() == ["square", stroke, None]
     assert result["coarse"].unit_labels() == ["square", obj]
     assert result["full"].best_iou[0] > 0.3 and result["coarse"].best_iou[1] > 0.3

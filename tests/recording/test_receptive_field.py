@@ -5,7 +5,7 @@ import torch
 
 from replearn.models import CNN, MLP
 from replearn.recording.hooks import forward_until
-from replearn.recording.receptive_field import receptive_field_box, receptive_fields
+from replearn.recording.receptive_field import receptive_field_box, receptive_fields, unit_centres
 
 
 def _gradient_boxes(model, layer, channel=0):
@@ -58,3 +58,23 @@ def test_mlp_units_see_the_whole_image():
     model = MLP(depth=2, width=4)
     assert set(receptive_fields(model).values()) == {(28, 1, 0)}
     assert receptive_field_box(model, "blocks.1", 3, 5) == (0, 0, 28, 28)
+
+
+@pytest.mark.parametrize("depth,residual", [(3, False), (8, True)])
+def test_unit_centres_are_the_midpoints_of_the_gradient_support(depth, residual):
+    """centre + y * stride is where unit y's input gradient is centred (unclipped units), from the conv arithmetic."""
+    model = CNN(depth=depth, channels=2, max_channels=4, norm="none", activation="tanh", residual=residual)
+    model = model.double().eval()
+    centres = unit_centres(model)
+    assert centres["head"] is None
+    checked = 0
+    for layer in model.hidden_layers():
+        centre, stride = centres[layer]
+        size = receptive_fields(model)[layer][0]
+        for (y, x), (top, left, bottom, right) in _gradient_boxes(model, layer).items():
+            if bottom - top == size and right - left == size:  # unclipped: the support is the whole field
+                assert (top + bottom - 1) / 2 == centre + y * stride and (left + right - 1) / 2 == centre + x * stride
+                checked += 1
+    assert checked > 0
+    if depth == 3:  # 3x3 convs with padding 1 centre unit 0 on pixel 0: 14x14 cells 2 px apart, 7x7 4 px, 4x4 8 px
+        assert [centres[f"blocks.{i}"] for i in range(3)] == [(0.0, 2), (0.0, 4), (0.0, 8)]
