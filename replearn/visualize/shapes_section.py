@@ -89,12 +89,12 @@ def _table(dissected: dict[str, LayerDissection]) -> list[list[str]]:
     table = [["layer", *(f"level {level}: {name}" for level, name in LEVELS.items())]]
     for layer, d in dissected.items():
         row = [layer]
-        if not d.is_measured:  # the logits: labelled by their class, not measured
-            table.append(row + ["labelled by its class, not measured"] + [""] * (len(LEVELS) - 1))
-            continue
         for level in LEVELS:
             hits = (d.concept_levels[d.best_concept] == level) & d.labelled
-            best = f" (best IoU {float(d.best_iou[hits].max()):.3f})" if hits.any() else ""
+            if not d.is_measured:  # the logits: labelled by their class, not measured
+                best = " (by its class)" if hits.any() else ""
+            else:
+                best = f" (best IoU {float(d.best_iou[hits].max()):.3f})" if hits.any() else ""
             row.append(f"{int(hits.sum())}/{len(hits)}{best}")
         table.append(row)
     return table
