@@ -55,6 +55,30 @@ class PriorChoice:
     control_seconds: dict = field(default_factory=dict)  # {prior name: wall seconds of all its control runs}
     ranked_by: str = ""  # "margin over the random-init control" or "raw score"
 
+    def to_payload(self) -> dict:
+        """Every field but ``prior`` as tensors and plain values (for the per-user cache, which loads with
+        ``weights_only``); the prior is fitted per dataset and cached on its own (:func:`load_prior`)."""
+        results = {name: result_payload(r) for name, r in self.results.items()}
+        return {"name": self.name, "weights": list(self.weights), "reason": self.reason,
+                "scores": self.scores, "prototypes": self.prototypes, "results": results, "seconds": self.seconds,
+                "control_scores": self.control_scores, "control_prototypes": self.control_prototypes,
+                "margins": self.margins, "control_seconds": self.control_seconds, "ranked_by": self.ranked_by}
+
+    @classmethod
+    def from_payload(cls, payload: dict, prior: DataPrior | None) -> PriorChoice:
+        """The choice :meth:`to_payload` wrote, with ``prior`` (the fitted prior of ``payload["name"]``, or None)."""
+        fields = dict(payload)
+        fields["weights"] = tuple(fields["weights"])
+        fields["results"] = {name: ActMaxResult(**r) for name, r in fields["results"].items()}
+        return cls(prior=prior, **fields)
+
+
+def result_payload(result: ActMaxResult) -> dict:
+    """An act-max result as tensors and plain values (for the per-user cache); ``ActMaxResult(**payload)`` restores it."""
+    return {"images": result.images, "objective_start": result.objective_start, "objective_end": result.objective_end,
+            "objective_history": result.objective_history, "units": list(result.units), "layer": result.layer,
+            "prior_weights": result.prior_weights}
+
 
 def check_prior_name(name: str) -> None:
     """One line for an unknown prior name."""

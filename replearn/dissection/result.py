@@ -88,6 +88,28 @@ class LayerDissection:
             self.best_concept = choose_concepts(self.iou, self.iou_threshold, self.ceiling, self.ink_baseline)
             self.best_iou = self.iou.gather(1, self.best_concept[:, None])[:, 0]
 
+    def to_payload(self) -> dict:
+        """The fields as tensors and plain values (for the per-user cache, which loads with ``weights_only``)."""
+        def cpu(t):
+            return None if t is None else t.detach().cpu()
+
+        return {"layer": self.layer, "method": self.method, "iou": cpu(self.iou), "thresholds": cpu(self.thresholds),
+                "concept_names": list(self.concept_names), "concept_levels": cpu(self.concept_levels),
+                "iou_threshold": float(self.iou_threshold), "images": int(self.images), "peaks": cpu(self.peaks),
+                "ceiling": cpu(self.ceiling), "ink_baseline": cpu(self.ink_baseline), "null_iou": cpu(self.null_iou),
+                "geometry": self.geometry.as_dict() if self.geometry is not None else None,
+                "assigned": cpu(self.assigned)}
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> LayerDissection:
+        """The result :meth:`to_payload` wrote (best concepts are chosen again, as on construction)."""
+        fields = dict(payload)
+        geometry = fields.pop("geometry")
+        if geometry is not None:
+            geometry = Geometry(tuple(int(c) for c in geometry["cells"]), float(geometry["centre"]),
+                                float(geometry["step"]))
+        return cls(**fields, geometry=geometry)
+
     @property
     def is_measured(self) -> bool:
         """False for the logits (labelled by their class, not measured)."""

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from torch import nn
 
-from replearn.dissection import DissectionSettings, dissect_model
+from replearn.dissection import DissectionSettings
 from replearn.dissection.concept_cache import concepts_for
 from replearn.dissection.examples import top_labelled_units, unit_examples
 from replearn.visualize.page import PageFigure, PageSection
+from replearn.visualize.reuse import dissect_pair
 from replearn.viz.dissection_plot import LEVEL_LABELS, plot_level_fractions, plot_unit_examples
 from replearn.viz.grid import DPI
 
@@ -23,21 +24,20 @@ def dissection_section(model: nn.Module, splits, layers: list[str], out: Path, n
                        progress: bool = False) -> tuple[PageSection, dict]:
     """Dissect ``layers`` of ``model`` (and of ``control``) on the first ``n_images`` test images; draw the section.
 
-    Returns the section and ``{layer: LayerDissection}`` of the model (for labels elsewhere on the page).
+    Returns the section and ``{layer: LayerDissection}`` of the model (for labels elsewhere on the page). The
+    dissections are read back when these networks were dissected on these images before (:func:`.reuse.dissect_pair`).
     """
     images = splits.test_x[:n_images].cpu()
     concepts = concepts_for(splits, n_images)
     settings = DissectionSettings(grad_images=min(1000, len(images)))
     std = float(splits.std)
-    labels = splits.test_y[:n_images].cpu()  # the null permutes masks within these classes
-    result = dissect_model(model, images, concepts, layers, splits.normalize, std, settings, progress=progress,
-                           labels=labels)
+    # The slow part: read back from the per-user cache when this pair was dissected the same way before.
+    result, control_result = dissect_pair(model, control, splits, layers, concepts, len(images), settings,
+                                          progress=progress)
     measured = [name for name, d in result.items() if d.is_measured]  # the head is its class, not a measurement
     fractions = {name: result[name].level_fractions() for name in measured}
     control_fractions = None
-    if control is not None:
-        control_result = dissect_model(control.eval(), images, concepts, layers, splits.normalize, std, settings,
-                                       labels=labels)
+    if control_result is not None:
         control_fractions = {name: control_result[name].level_fractions() for name in measured}
 
     levels = ("l1", "l2", "l3", "unlabelled")

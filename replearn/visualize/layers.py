@@ -10,11 +10,12 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from replearn.actmax.choice import PriorChoice, layer_actmax
+from replearn.actmax.choice import PriorChoice
 from replearn.errors import ReplearnError
 from replearn.recording.topk import TopK, top_k_for_layer
 from replearn.visualize.actmax_section import actmax_caption
 from replearn.visualize.page import PageFigure, PageSection
+from replearn.visualize.reuse import layer_actmax
 from replearn.visualize.unit_choice import (
     activation_caption,
     context_examples,

@@ -4,7 +4,9 @@
 :func:`render_all` draws the sections --
 the opening figures (:mod:`.overview`), act-max (:mod:`.actmax_section`), dissection
 (:mod:`.dissection_section`), for shapes runs the three levels (:mod:`.shapes_section`), and one section
-per layer (:mod:`.layers`) -- and writes them in :data:`PAGE_ORDER`.
+per layer (:mod:`.layers`) -- and writes them in :data:`PAGE_ORDER`. The two slow computations, the
+dissection and act-max's prior comparison, are kept in the per-user cache (:mod:`.reuse`): a second visualize
+of an unchanged run reads them back.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from replearn.actmax.choice import RANDOM_INIT, SHUFFLED, prepare_actmax
+from replearn.actmax.choice import RANDOM_INIT, SHUFFLED
 from replearn.analysis.controls import load_shuffled_control
 from replearn.analysis.run import random_init_control
 from replearn.conf.visualize import VisualizeConfig, validate_visualize
@@ -34,6 +36,7 @@ from replearn.visualize.dissection_section import dissection_section
 from replearn.visualize.layers import PageInputs, layer_page, pick_inputs, select_layers
 from replearn.visualize.overview import glance_section, overview_section
 from replearn.visualize.page import PageSection, write_page
+from replearn.visualize.reuse import prior_choice
 from replearn.visualize.shapes_section import is_shapes, shapes_section
 from replearn.visualize.staging import staged_page, unfinished
 from replearn.viz import embed_2d
@@ -162,7 +165,8 @@ def render_all(
     missing = {name: why for name, net, why in ((RANDOM_INIT, control, "not given (render_all(control=...))"),
                                                 (SHUFFLED, shuffled_control, shuffled_missing))
                if net is None}
-    prior = prepare_actmax(model, splits, opts, device, controls=actmax_controls)
+    # The prior comparison is act-max's slow part: read back from the per-user cache for an unchanged run.
+    prior = prior_choice(model, splits, opts, device, controls=actmax_controls)
 
     sections: dict[str, list[PageSection]] = {}
     dissected: dict = {}
