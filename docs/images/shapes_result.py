@@ -17,9 +17,10 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
 DEPTH = "8"
-PANELS = (("dissect_fraction_l2", "units labelled with a part (fraction)"),
-          ("dissect_mean_best_iou_l2", "mean best IoU with a part mask"),
-          ("dissect_fraction_l3", "units labelled with an object (fraction)"))
+PANELS = (("dissect_fraction_l2", "units labelled with a part (after the null)"),
+          ("dissect_iou_vs_ceiling_l2", "best part IoU / its ceiling (mean over units)"),
+          ("concept_probe_l2", "within-class part probe R²"),
+          ("dissect_fraction_l3", "units labelled with an object (after the null)"))
 
 
 def rows(sweep: Path, metric: str) -> list[dict]:
@@ -29,7 +30,7 @@ def rows(sweep: Path, metric: str) -> list[dict]:
 
 
 def main(parts: Path, strokes: Path, out: Path) -> None:
-    fig = Figure(figsize=(12, 3.6), layout="constrained")
+    fig = Figure(figsize=(15, 3.6), layout="constrained")
     axes = fig.subplots(1, len(PANELS))
     for ax, (metric, title) in zip(axes, PANELS):
         curves = ((parts, "trained on objects", "#1f5fa8"), (strokes, "trained on the strokes twin", "#d9822b"))
@@ -42,6 +43,9 @@ def main(parts: Path, strokes: Path, out: Path) -> None:
         r = rows(parts, metric)  # the random-init control is the same networks before training in both sweeps
         ax.plot([float(v["position"]) for v in r], [float(v["control_mean"]) for v in r], "--", color="grey",
                 label="random init")
+        if r and r[0].get("shuffled_labels_mean"):
+            ax.plot([float(v["position"]) for v in r], [float(v["shuffled_labels_mean"] or "nan") for v in r], "-.",
+                    color="black", label="objects, shuffled labels")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("relative layer position (depth-8 CNN; 1 = logits)")
         ax.grid(alpha=0.3)
