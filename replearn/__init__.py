@@ -49,6 +49,11 @@ _EXPORTS = {
     "cka_matrix": "replearn.analysis",
     "cross_model_cka": "replearn.analysis",
     "analyze_model": "replearn.analysis",
+    "analyze_run": "replearn.analysis",
+    "train_shuffled_control": "replearn.analysis",
+    "load_shuffled_control": "replearn.analysis",
+    "part_targets": "replearn.analysis",
+    "concept_probe_layers": "replearn.analysis",
     "dissect_model": "replearn.dissection",
     "load_concept_masks": "replearn.dissection.concept_cache",
     # plots: tensors in, matplotlib Figure out
