@@ -14,13 +14,11 @@ def _text(cell) -> str:
     return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.output_type == "stream")
 
 
-@pytest.mark.slow  # about a minute on 2 shared CPU cores
-def test_course_notebook_runs(tmp_path, mnist_root, monkeypatch):
+def _execute(path: Path, tmp_path: Path) -> list:
+    """Run the committed (output-free) notebook in ``tmp_path`` within the budget; return its code cells."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    monkeypatch.setenv("REPLEARN_DATA_DIR", str(mnist_root))
-    monkeypatch.setenv("REPLEARN_COURSE_QUICK", "1")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb = nbformat.read(path, as_version=4)
     assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the notebook without outputs"
     start = time.perf_counter()
     client = nbclient.NotebookClient(nb, timeout=BUDGET_SECONDS, kernel_name="python3",
@@ -28,8 +26,14 @@ def test_course_notebook_runs(tmp_path, mnist_root, monkeypatch):
     client.execute()  # raises CellExecutionError naming the failing cell
     seconds = time.perf_counter() - start
     assert seconds <= BUDGET_SECONDS, f"the notebook took {seconds:.0f} s"
+    return [c for c in nb.cells if c.cell_type == "code"]
 
-    code = [c for c in nb.cells if c.cell_type == "code"]
+
+@pytest.mark.slow  # about a minute on 2 shared CPU cores
+def test_course_notebook_runs(tmp_path, mnist_root, monkeypatch):
+    monkeypatch.setenv("REPLEARN_DATA_DIR", str(mnist_root))
+    monkeypatch.setenv("REPLEARN_COURSE_QUICK", "1")
+    code = _execute(NOTEBOOK, tmp_path)
     everything = "\n".join(_text(c) for c in code)
     assert "3·2 + 5·4 = 6 + 20 = 26 -> ReLU -> 26" in everything
     assert "prediction:" in everything
@@ -43,18 +47,7 @@ def test_course_notebook_runs(tmp_path, mnist_root, monkeypatch):
 
 @pytest.mark.slow  # about 100 s on 2 shared CPU cores, most of it two 1-epoch trainings on the generated images
 def test_shapes_world_notebook_runs(tmp_path):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    nb = nbformat.read(SHAPES_NOTEBOOK, as_version=4)
-    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the notebook without outputs"
-    start = time.perf_counter()
-    client = nbclient.NotebookClient(nb, timeout=BUDGET_SECONDS, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()  # the generated data sets go to the tests' temporary cache (REPLEARN_CACHE_DIR)
-    seconds = time.perf_counter() - start
-    assert seconds <= BUDGET_SECONDS, f"the notebook took {seconds:.0f} s"
-
-    code = [c for c in nb.cells if c.cell_type == "code"]
+    code = _execute(SHAPES_NOTEBOOK, tmp_path)  # its generated data sets go to the tests' temporary cache
     everything = "\n".join(_text(c) for c in code)
     assert "images (16, 1, 28, 28) torch.uint8" in everything
     assert "level 2: l_corner, t_junction, x_junction, square, triangle, filled_square" in everything

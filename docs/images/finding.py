@@ -10,7 +10,6 @@ and the within-class part probe, each for the trained networks and both controls
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -18,8 +17,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
+from report_rows import rows  # noqa: E402  (this folder: the scripts run as python docs/images/<name>.py)
 
-DEPTH = "8"
 PANELS = (("dissect_fraction_l1", "units labelled edges & strokes"),
           ("dissect_fraction_l2", "units labelled parts & shapes"),
           ("dissect_fraction_l3", "units labelled digits"),
@@ -28,10 +27,6 @@ CURVES = (("trained_mean", "trained", "-", "#1f5fa8"), ("control_mean", "random 
           ("shuffled_labels_mean", "trained on shuffled labels", "-.", "black"))
 
 
-def rows(sweep: Path, metric: str) -> list[dict]:
-    with open(sweep / "depth_report" / "summary.csv") as f:
-        found = [r for r in csv.DictReader(f) if r["metric"] == metric and r["depth"] == DEPTH and r["layer"] != "input"]
-    return sorted(found, key=lambda r: float(r["position"]))
 
 
 def _value(text: str) -> float:

@@ -7,7 +7,6 @@ Each sweep folder must hold depth_report/summary.csv (scripts/compare_depth.py w
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -15,18 +14,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
+from report_rows import rows  # noqa: E402  (this folder: the scripts run as python docs/images/<name>.py)
 
-DEPTH = "8"
 PANELS = (("dissect_fraction_l2", "units labelled with a part (after the null)"),
           ("dissect_iou_vs_ceiling_l2", "best part IoU / its ceiling (mean over units)"),
           ("concept_probe_l2", "within-class part probe R²"),
           ("dissect_fraction_l3", "units labelled with an object (after the null)"))
 
 
-def rows(sweep: Path, metric: str) -> list[dict]:
-    with open(sweep / "depth_report" / "summary.csv") as f:
-        found = [r for r in csv.DictReader(f) if r["metric"] == metric and r["depth"] == DEPTH]
-    return sorted(found, key=lambda r: float(r["position"]))
 
 
 def main(parts: Path, strokes: Path, out: Path) -> None:
