@@ -4,7 +4,8 @@ For every unit of a layer: its maps over the probe images (see :mod:`replearn.di
 upsampled to 28x28 *on the layer's receptive-field grid* (:mod:`replearn.dissection.registration`),
 a per-unit threshold ``T_u`` at the top ``quantile`` of the upsampled values (estimated on the
 first ``quantile_images`` images, every third row and column), maps binarized at ``T_u``, then
-IoU with every concept mask accumulated over the whole probe set (:mod:`replearn.dissection.scoring`).
+IoU with every concept mask accumulated over the whole probe set (:mod:`replearn.dissection.scoring`,
+counted per concept pattern, :mod:`replearn.dissection.patterns`).
 
 A unit is labelled with its best concept c when its IoU exceeds all of
 
@@ -34,10 +35,11 @@ from torch import nn
 
 from replearn.dissection.maps import MapSource
 from replearn.dissection.null import classes_from_masks, null_quantile_iou, within_class_permutations
+from replearn.dissection.patterns import concept_patterns
 from replearn.dissection.references import reference_ious
 from replearn.dissection.registration import sample_grid, sampled
 from replearn.dissection.result import LEVEL_NAMES, LayerDissection
-from replearn.dissection.scoring import accumulate, iou, thresholds
+from replearn.dissection.scoring import accumulate, intersections, iou, thresholds
 from replearn.errors import ReplearnError
 from replearn.progress import progress as progress_bar
 
@@ -90,8 +92,9 @@ def _check_inputs(source, masks: torch.Tensor, labels) -> None:
         raise ReplearnError(f"{len(labels)} labels for {len(source.images)} dissected images; pass one label per image")
 
 
-def _score_maps(source, masks: torch.Tensor, layers: list[str], settings: DissectionSettings, keep: bool, bar) -> dict:
-    """The two passes over the maps: thresholds, then intersections, areas, peaks and (``keep``) the on pixels."""
+def _score_maps(source, masks: torch.Tensor, patterns, layers: list[str], settings: DissectionSettings, keep: bool,
+                bar) -> dict:
+    """The two passes over the maps: thresholds, then pattern counts, areas, peaks and (``keep``) the on pixels."""
     size = tuple(masks.shape[2:])
     q_images = min(settings.quantile_images, len(source.images))
     # Pass 1: per-unit thresholds at the top quantile of the upsampled maps of the first quantile_images
@@ -102,25 +105,21 @@ def _score_maps(source, masks: torch.Tensor, layers: list[str], settings: Dissec
         for name, m in maps.items():
             samples[name].append(sampled(m[: max(0, q_images - start)], source.geometry[name], size))
         bar.update()
-    k, p = masks.shape[1], size[0] * size[1]
-    state = {n: {"thresholds": thresholds(samples.pop(n), settings.quantile), "peaks": [], "on": [],
-                 "concept_area": torch.zeros(k, dtype=torch.float64)} for n in layers}
-    # Pass 2: IoU accumulated over the whole probe set.
+    p = size[0] * size[1]
+    state = {n: {"thresholds": thresholds(samples.pop(n), settings.quantile), "peaks": [], "on": []} for n in layers}
+    # Pass 2: on pixels counted per concept pattern over the whole probe set.
     for start, stop, maps in source.chunks():
-        chunk = masks[start:stop].flatten(2)  # (B, K, P) bool
-        concept_t = chunk.transpose(1, 2).float()  # (B, P, K): one concept vector per pixel
-        per_image = chunk.sum(2).double()  # (B, K) concept pixels per image
+        ids = patterns.ids[start:stop]  # (B, P)
         for name, m in maps.items():
             b, s = m.shape[0], state[name]  # a gradient layer may stop inside the chunk (its grad_images)
-            if "inter" not in s:
-                s["inter"] = torch.zeros(m.shape[1], k, dtype=torch.float64)
+            if "counts" not in s:
+                s["counts"] = torch.zeros(m.shape[1], patterns.count, dtype=torch.int64)
                 s["unit_area"] = torch.zeros(m.shape[1], dtype=torch.float64)
-            peak, (units, images, pixels) = accumulate(m, s["thresholds"], concept_t[:b], source.geometry[name], size,
-                                                       s["inter"], s["unit_area"])
+            peak, (units, images, pixels) = accumulate(m, s["thresholds"], ids[:b], patterns.count,
+                                                       source.geometry[name], size, s["counts"], s["unit_area"])
             s["peaks"].append(peak)
             if keep:  # image * P + pixel fits int32 up to 2.7M 28x28 images
                 s["on"].append((units.to(torch.int32), ((images + start) * p + pixels).to(torch.int32)))
-            s["concept_area"] += per_image[:b].sum(0)
         bar.update()
     return state
 
@@ -142,14 +141,16 @@ def dissect_layers(source, concept_masks, settings: DissectionSettings | None = 
     map_layers = [n for n, m in source.methods.items() if m != "class"]
     bar = progress_bar(desc="dissection", enabled=progress, leave=False, unit="chunk")
     null = settings.null_permutations > 0
-    state = _score_maps(source, masks, map_layers, settings, null, bar) if map_layers else {}
+    patterns = concept_patterns(masks)
+    state = _score_maps(source, masks, patterns, map_layers, settings, null, bar) if map_layers else {}
     bar.close()
 
     references = {}  # once per distinct geometry
     for name in map_layers:
         geometry = source.geometry[name]
         if geometry not in references:
-            references[geometry] = reference_ious(masks, source.images, geometry, settings)
+            references[geometry] = reference_ious(masks, patterns, source.images, geometry, settings)
+    concept_areas: dict[int, torch.Tensor] = {}  # (K,) per image count
     classes = torch.as_tensor(labels).long().reshape(-1) if labels is not None else classes_from_masks(masks, levels)
     perms: dict[int, torch.Tensor] = {}
     out = {}
@@ -160,7 +161,10 @@ def dissect_layers(source, concept_masks, settings: DissectionSettings | None = 
                                      settings.iou_threshold)
             continue
         s = state[name]
-        score = iou(s["inter"], s["unit_area"][:, None], s["concept_area"][None, :])
+        if count not in concept_areas:
+            concept_areas[count] = patterns.concept_area(count)
+        concept_area = concept_areas[count]
+        score = iou(intersections(s["counts"], patterns.bits), s["unit_area"][:, None], concept_area[None, :])
         ceiling, ink = references[source.geometry[name]]
         result = LayerDissection(name, method, score, s["thresholds"], names, levels, settings.iou_threshold, count,
                                  torch.cat(s["peaks"]).float(), ceiling=ceiling, ink_baseline=ink,
@@ -173,7 +177,7 @@ def dissect_layers(source, concept_masks, settings: DissectionSettings | None = 
             where = torch.cat([w for _, w in on]) if on else empty  # image * P + pixel
             # only units the threshold and the ink baseline label can lose a label to the null
             result.null_iou = null_quantile_iou(units, where, result.best_concept,
-                                                masks[:count], s["unit_area"], s["concept_area"], perms[count],
+                                                patterns, s["unit_area"], concept_area, perms[count],
                                                 settings.null_quantile, tested=result.labelled_before_null)
         out[name] = result
     return out

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import torch
 
+from replearn.dissection.patterns import ConceptPatterns
 from replearn.dissection.registration import Geometry, pool, sampled
-from replearn.dissection.scoring import accumulate, iou, thresholds
+from replearn.dissection.scoring import accumulate, intersections, iou, thresholds
 
 _BLUR: dict[tuple[int, float], torch.Tensor] = {}
 
@@ -42,11 +43,12 @@ def ink(images: torch.Tensor) -> torch.Tensor:
     return x.mean(1) if x.dim() == 4 else x
 
 
-def reference_ious(masks: torch.Tensor, images: torch.Tensor, geometry: Geometry, settings
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def reference_ious(masks: torch.Tensor, patterns: ConceptPatterns, images: torch.Tensor, geometry: Geometry,
+                   settings) -> tuple[torch.Tensor, torch.Tensor]:
     """(ceiling (K,), ink baseline (K,)) at ``geometry`` on the first ``settings.ceiling_images`` probe images.
 
-    masks: bool (N, K, H, W); images: the probe images (N, 1, H, W); ``settings``: a DissectionSettings.
+    masks: bool (N, K, H, W) and their ``patterns``; images: the probe images (N, 1, H, W);
+    ``settings``: a DissectionSettings.
     """
     n = min(settings.ceiling_images, len(masks), len(images))
     k, size = masks.shape[1], tuple(masks.shape[2:])
@@ -60,12 +62,11 @@ def reference_ious(masks: torch.Tensor, images: torch.Tensor, geometry: Geometry
     q = min(settings.quantile_images, n)
     values = [sampled(native(s, min(s + step, q)), geometry, size) for s in range(0, q, step)]
     limits = thresholds(values, settings.quantile)
-    inter = torch.zeros(k + 1, k, dtype=torch.float64)
-    area, concept_area = torch.zeros(k + 1, dtype=torch.float64), torch.zeros(k, dtype=torch.float64)
+    counts = torch.zeros(k + 1, patterns.count, dtype=torch.int64)
+    area = torch.zeros(k + 1, dtype=torch.float64)
     for start in range(0, n, step):
         stop = min(start + step, n)
-        chunk = masks[start:stop].flatten(2)  # (B, K, P)
-        accumulate(native(start, stop), limits, chunk.transpose(1, 2).float(), geometry, size, inter, area)
-        concept_area += chunk.sum((0, 2)).double()
-    scores = iou(inter, area[:, None], concept_area[None, :])  # (K + 1, K)
+        accumulate(native(start, stop), limits, patterns.ids[start:stop], patterns.count, geometry, size, counts, area)
+    concept_area = patterns.concept_area(n)
+    scores = iou(intersections(counts, patterns.bits), area[:, None], concept_area[None, :])  # (K + 1, K)
     return scores[:k].diagonal().clone(), scores[k].clone()

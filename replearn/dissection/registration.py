@@ -8,8 +8,9 @@ instead spreads the cells evenly over the image: for the 7x7 cells of 3x3/stride
 puts cell ``i`` at ``4i + 1.5`` px instead of ``4i``, a 1.5 px shift that moves a thin edge
 off the edge it detects.
 
-Every map operation here is separable and linear: two small matmuls, ``(H, h) @ map @ (w, W)``,
-much faster on CPU than ``F.interpolate`` for thousands of tiny single-channel maps.
+Every map operation here is separable and linear. Pooling is two small matmuls, ``(h, H) @ image @
+(W, w)``. Upsampling weighs each pixel's two flanking cells per axis (:func:`interpolate`), and the
+dissection evaluates it only inside the tiles whose cells can reach a threshold (:func:`tiles`).
 """
 
 from __future__ import annotations
@@ -116,6 +117,39 @@ def _matrices(geometry: Geometry, size: tuple[int, int], kind) -> tuple[torch.Te
             kind(geometry.cells[1], size[1], geometry.centre, geometry.step))
 
 
+def axis_weights(cells: int, size: int, centre: float, step: float
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per pixel of one axis: (low cell, high cell, weight of low, weight of high), the two nonzero entries of
+    :func:`upsample_matrix`'s row (high = low, weight 0, for a single cell)."""
+    key = ("axis", cells, size, float(centre), float(step))
+    if key not in _CACHE:
+        t = ((torch.arange(size, dtype=torch.float64) - centre) / step).clamp(0, cells - 1)
+        low = t.floor().long().clamp(max=max(cells - 2, 0))
+        frac = (t - low) if cells > 1 else torch.zeros(size, dtype=torch.float64)
+        high = (low + 1).clamp(max=cells - 1)
+        _CACHE[key] = (low, high, (1 - frac).float(), frac.float())
+    return _CACHE[key]
+
+
+def interpolate(maps: torch.Tensor, geometry: Geometry, size: tuple[int, int],
+                rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> torch.Tensor:
+    """(..., h, w) -> (..., R, C): the registered upsampling at pixel ``rows`` x ``cols`` (default: all).
+
+    The one formula every upsampled value comes from (thresholds, on pixels, figures), so a value
+    exactly at a threshold is on or off the same way everywhere: interpolate along y, then along x,
+    as separate multiplies and adds (no fused multiply-add; the tiles of :func:`on_pixels` repeat it).
+    """
+    low_y, high_y, wl_y, wh_y = axis_weights(geometry.cells[0], size[0], geometry.centre, geometry.step)
+    low_x, high_x, wl_x, wh_x = axis_weights(geometry.cells[1], size[1], geometry.centre, geometry.step)
+    if rows is not None:
+        low_y, high_y, wl_y, wh_y = low_y[rows], high_y[rows], wl_y[rows], wh_y[rows]
+    if cols is not None:
+        low_x, high_x, wl_x, wh_x = low_x[cols], high_x[cols], wl_x[cols], wh_x[cols]
+    m = maps.float()
+    along_y = m.index_select(-2, low_y) * wl_y[:, None] + m.index_select(-2, high_y) * wh_y[:, None]  # (..., R, w)
+    return along_y.index_select(-1, low_x) * wl_x + along_y.index_select(-1, high_x) * wh_x  # (..., R, C)
+
+
 def upsample(maps: torch.Tensor, geometry: Geometry, size: tuple[int, int]) -> torch.Tensor:
     """(..., h, w) -> (..., H, W) registered upsampling; the identity for full-resolution maps."""
     if tuple(maps.shape[-2:]) != tuple(geometry.cells):
@@ -123,8 +157,63 @@ def upsample(maps: torch.Tensor, geometry: Geometry, size: tuple[int, int]) -> t
                             f"{tuple(geometry.cells)}; give each layer the geometry of its own maps")
     if geometry.is_identity(size):
         return maps.float()
-    rows, cols = _matrices(geometry, size, upsample_matrix)  # (H, h), (W, w)
-    return rows @ maps.float() @ cols.T
+    return interpolate(maps, geometry, size)
+
+
+@dataclass(frozen=True)
+class Tiles:
+    """A geometry's upsampling cut into tiles: the pixels between the same 2 x 2 cells form one tile.
+
+    Along each axis, tile ``t`` holds the pixels whose low cell is ``t`` (:func:`axis_weights`); a
+    pixel's value depends only on its tile's four cells, so a tile whose cells all lie below a
+    threshold has no pixel at or above it. Tiles are numbered ``ty * Tx + tx``; their pixels are
+    padded to the longest tile, ``Ly x Lx``.
+
+    - ``shape``: (Ty, Tx) tiles; ``corners`` (T, 4): the offsets in an (h, w) map of each tile's
+      cells (low-low, high-low, low-high, high-high; y first);
+    - ``w_low_y``/``w_high_y`` (T, Ly), ``w_low_x``/``w_high_x`` (T, Lx): the pixels' weights, NaN on
+      padding (so a padded value is never at or above a threshold);
+    - ``pixels`` (T, Ly * Lx): each tile pixel's index in the (H, W) image (0 on padding).
+    """
+
+    shape: tuple[int, int]
+    corners: torch.Tensor
+    w_low_y: torch.Tensor
+    w_high_y: torch.Tensor
+    w_low_x: torch.Tensor
+    w_high_x: torch.Tensor
+    pixels: torch.Tensor
+
+
+def _axis_tiles(cells: int, size: int, centre: float, step: float):
+    """Per tile of one axis: (pixels (T, L), low-cell weights (T, L), high-cell weights (T, L), low cell (T,), high cell (T,))."""
+    low, high, w_low, w_high = axis_weights(cells, size, centre, step)
+    count = max(cells - 1, 1)
+    members = [(low == t).nonzero().flatten() for t in range(count)]
+    length = max(1, max(len(m) for m in members))
+    pixels = torch.zeros(count, length, dtype=torch.int64)
+    valid = torch.zeros(count, length, dtype=torch.bool)
+    for t, m in enumerate(members):
+        pixels[t, :len(m)], valid[t, :len(m)] = m, True
+    nan = torch.tensor(float("nan"))
+    tile = torch.arange(count)
+    return (pixels, torch.where(valid, w_low[pixels], nan), torch.where(valid, w_high[pixels], nan), tile,
+            (tile + 1).clamp(max=cells - 1))
+
+
+def tiles(geometry: Geometry, size: tuple[int, int]) -> Tiles:
+    """The :class:`Tiles` of ``geometry`` on images of ``size`` (cached)."""
+    key = ("tiles", geometry, tuple(size))
+    if key not in _CACHE:
+        py, wly, why, ly, hy = _axis_tiles(geometry.cells[0], size[0], geometry.centre, geometry.step)
+        px, wlx, whx, lx, hx = _axis_tiles(geometry.cells[1], size[1], geometry.centre, geometry.step)
+        ty, tx = torch.meshgrid(torch.arange(len(ly)), torch.arange(len(lx)), indexing="ij")
+        ty, tx = ty.flatten(), tx.flatten()  # (T,)
+        w = geometry.cells[1]
+        corners = torch.stack([ly[ty] * w + lx[tx], hy[ty] * w + lx[tx], ly[ty] * w + hx[tx], hy[ty] * w + hx[tx]], 1)
+        pixels = (py[ty][:, :, None] * size[1] + px[tx][:, None, :]).flatten(1)  # (T, Ly * Lx)
+        _CACHE[key] = Tiles((len(ly), len(lx)), corners, wly[ty], why[ty], wlx[tx], whx[tx], pixels)
+    return _CACHE[key]
 
 
 def pool(images: torch.Tensor, geometry: Geometry) -> torch.Tensor:
@@ -146,6 +235,5 @@ def sampled(maps: torch.Tensor, geometry: Geometry, size: tuple[int, int]) -> to
     if geometry.is_identity(size):
         grid = maps[..., ::s, ::s].float()
     else:
-        rows, cols = _matrices(geometry, size, upsample_matrix)
-        grid = rows[::s] @ maps.float() @ cols[::s].T
+        grid = interpolate(maps, geometry, size, torch.arange(0, size[0], s), torch.arange(0, size[1], s))
     return grid.transpose(0, 1).reshape(maps.shape[1], -1)

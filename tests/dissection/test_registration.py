@@ -15,6 +15,7 @@ from replearn.dissection.registration import (
     upsample,
     upsample_matrix,
 )
+from replearn.dissection.scoring import on_pixels
 from replearn.errors import ReplearnError
 from replearn.models import build_model
 
@@ -86,3 +87,33 @@ def test_map_sources_carry_each_layers_geometry():
     assert mlp.geometry == {"blocks.0": Geometry.full(SIZE)}
     planted = PlantedSource({"full": torch.zeros(4, 1, 28, 28), "tiles": torch.zeros(4, 1, 7, 7)}, images)
     assert planted.geometry == {"full": Geometry.full(SIZE), "tiles": Geometry((7, 7), 1.5, 4.0)}
+
+
+GEOMETRIES = [Geometry((14, 14), 0.0, 2.0), Geometry((7, 7), 0.0, 4.0), Geometry((4, 4), 0.0, 8.0),
+              Geometry.evenly((7, 7), SIZE), Geometry((1, 1), 13.5, 28.0), Geometry((2, 2), 6.5, 14.0),
+              Geometry.full(SIZE)]
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: f"{g.cells[0]}x{g.cells[1]}@{g.centre}+{g.step}")
+def test_on_pixels_are_exactly_the_thresholded_upsampled_maps(geometry):
+    """The tile search finds every pixel at or above the threshold and no other, including ties at it."""
+    gen = torch.Generator().manual_seed(0)
+    cases = [torch.relu(torch.randn(12, 5, *geometry.cells, generator=gen)),  # sparse ReLU maps
+             (torch.rand(12, 5, *geometry.cells, generator=gen) > 0.6).float(),  # saturated: ties at the peak
+             torch.randn(12, 5, *geometry.cells, generator=gen)]  # negative values and thresholds
+    for maps in cases:
+        up = upsample(maps, geometry, SIZE)  # (B, U, 28, 28)
+        limits = up.transpose(0, 1).flatten(1).quantile(0.95, dim=1)
+        limits[0] = up[:, 0].max()  # only the peak pixels
+        limits[1] = float("inf")  # a constant unit is never on
+        b, u, y, x = (up >= limits[None, :, None, None]).nonzero(as_tuple=True)
+        units, images, pixels = on_pixels(maps, limits, geometry, SIZE)
+        expected = set(zip(u.tolist(), b.tolist(), (y * 28 + x).tolist()))
+        assert len(units) == len(expected) and set(zip(units.tolist(), images.tolist(), pixels.tolist())) == expected
+
+
+def test_interpolation_is_the_upsampling_matrix_product():
+    maps = torch.rand(3, 4, 7, 7)
+    geometry = Geometry((7, 7), 0.0, 4.0)
+    rows = upsample_matrix(7, 28, 0.0, 4.0)
+    torch.testing.assert_close(upsample(maps, geometry, SIZE), rows @ maps @ rows.T)
