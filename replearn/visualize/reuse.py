@@ -28,7 +28,7 @@ from replearn.dissection.result import LayerDissection
 
 # Bump when dissect_model gives another result for the same networks, images and settings (maps, thresholds,
 # references, the null, how labels are chosen): otherwise a second visualize would show the old computation.
-DISSECTION_VERSION = 1
+DISSECTION_VERSION = 2
 # Bump when the prior comparison gives another result for the same networks and options (the ascent, how the
 # priors, the reference or the statistics are used, the scores, the ranking): the same reason.
 PRIORS_VERSION = 1
