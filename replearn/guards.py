@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from replearn.errors import ReplearnError
+from replearn.layout import ConvShape, cnn_layout
 
 FLOAT_BYTES = 4
 # Training keeps, per parameter, the weight, its gradient and Adam's two moments.
@@ -52,21 +53,16 @@ def _int(model_cfg: Mapping, key: str, default: int) -> int:
     return value
 
 
-def _cnn_groups(depth: int, channels: int, max_channels: int, size: int = 28):
-    """Runs of identical blocks ``(count, in_ch, out_ch, out_size)``; the same layout as models.cnn_schedule."""
-    positions = sorted({0, depth // 3, 2 * depth // 3})
-    width, prev, groups = channels, 1, []
-    for j, start in enumerate(positions):
-        end = positions[j + 1] if j + 1 < len(positions) else depth
-        if size > 4:  # a stride-2 block (doubling the channels after the first)
-            if start > 0:
-                width = min(width * 2, max_channels)
-            size = (size + 1) // 2
-        groups.append((1, prev, width, size))
-        if end - start > 1:
-            groups.append((end - start - 1, width, width, size))
-        prev = width
-    return groups, prev
+def _cnn_blocks(model_cfg: Mapping) -> list[ConvShape]:
+    """The conv blocks of the CNN ``model_cfg`` describes (its reach included)."""
+    return cnn_layout(_int(model_cfg, "depth", 3), _int(model_cfg, "channels", 32), _int(model_cfg, "max_channels", 128),
+                      _int(model_cfg, "image_size", 28), str(model_cfg.get("reach", "grow")))
+
+
+def _head_inputs(model_cfg: Mapping, blocks: list[ConvShape]) -> int:
+    """Features the CNN's head reads: the pooled channels, or the whole last map (``head=flatten``)."""
+    last = blocks[-1]
+    return last.out_channels * (last.size ** 2 if model_cfg.get("head", "pooled") == "flatten" else 1)
 
 
 def _pixels(model_cfg: Mapping) -> int:
@@ -87,17 +83,13 @@ def estimate(model_cfg: Mapping) -> Estimate:
         params = pixels * width + (depth - 1) * width * width + depth * width * per_unit + width * classes + classes
         return Estimate(params, depth * width + classes, max(width, pixels))
     if name == "cnn":
-        channels = _int(model_cfg, "channels", 32)
-        max_channels = _int(model_cfg, "max_channels", 128)
-        groups, last = _cnn_groups(depth, channels, max_channels, _int(model_cfg, "image_size", 28))
-        params = acts = 0
-        largest = _pixels(model_cfg)
-        for count, c_in, c_out, size in groups:
-            params += count * (c_in * c_out * 9 + c_out * ((1 if norm == "none" else 0) + norm_params))
-            acts += count * c_out * size * size
-            largest = max(largest, c_out * size * size)
+        blocks = _cnn_blocks(model_cfg)
+        per_channel = (1 if norm == "none" else 0) + norm_params  # conv bias or norm affine
+        params = sum(b.in_channels * b.out_channels * b.kernel ** 2 + b.out_channels * per_channel for b in blocks)
+        acts = sum(b.out_channels * b.size ** 2 for b in blocks)
+        largest = max([_pixels(model_cfg)] + [b.out_channels * b.size ** 2 for b in blocks])
         classes = _int(model_cfg, "num_classes", 10)
-        return Estimate(params + last * classes + classes, acts + classes, largest)
+        return Estimate(params + _head_inputs(model_cfg, blocks) * classes + classes, acts + classes, largest)
     raise ReplearnError(f"model.name={name!r} is invalid: choose one of cnn, mlp")
 
 
@@ -237,10 +229,10 @@ def forward_flops(model_cfg: Mapping) -> int:
     if name == "mlp":
         width = _int(model_cfg, "width", 256)
         return 2 * (_pixels(model_cfg) * width + (depth - 1) * width * width + width * _int(model_cfg, "num_classes", 10))
-    channels = _int(model_cfg, "channels", 32)
-    groups, last = _cnn_groups(depth, channels, _int(model_cfg, "max_channels", 128), _int(model_cfg, "image_size", 28))
+    blocks = _cnn_blocks(model_cfg)
     classes = _int(model_cfg, "num_classes", 10)
-    return 2 * (sum(count * c_in * c_out * 9 * size * size for count, c_in, c_out, size in groups) + last * classes)
+    convs = sum(b.in_channels * b.out_channels * b.kernel ** 2 * b.size ** 2 for b in blocks)
+    return 2 * (convs + _head_inputs(model_cfg, blocks) * classes)
 
 
 def widest_layer(model_cfg: Mapping) -> int:

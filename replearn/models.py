@@ -19,14 +19,17 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from replearn.layout import cnn_schedule, cover_kernel
+
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
 NORMS = ("none", "batchnorm", "layernorm")
 INITS = ("he", "xavier", "default")
 # CNN heads: global average pool then linear, or linear on the last map with its layout kept.
 HEADS = ("pooled", "flatten")
 # CNN reach: 3x3 kernels throughout (the field grows with depth), or a first kernel wide enough that
-# the last block's field covers the image at every depth (see cover_kernel).
+# the last block's field covers the image at every depth (see replearn.layout.cover_kernel).
 REACHES = ("grow", "cover")
+__all__ = ["CNN", "MLP", "build_model", "build_model_from_config", "cnn_schedule", "count_parameters", "cover_kernel"]
 
 
 def _check_choice(name: str, value: str, allowed) -> None:
@@ -137,50 +140,6 @@ class ConvBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act(self.norm(self.conv(x)))
         return x + out if self.residual else out
-
-
-def cnn_schedule(depth: int, channels: int, max_channels: int, image_size: int = 28) -> list[tuple[int, int]]:
-    """(out_channels, stride) per block.
-
-    Up to three stride-2 blocks, at positions 0, depth//3 and 2*depth//3 (28 -> 14 -> 7 -> 4),
-    so every depth ends on a small map. Channels double at each downsampling after the first,
-    up to ``max_channels``: the cost per block stays roughly flat while the pooled feature the
-    head sees gets wide (128 for the default depth 4, 64 if only two downsamplings fit).
-    Valid for any depth >= 1.
-    """
-    downsample_at = {0, depth // 3, 2 * depth // 3}
-    schedule, width, size = [], channels, image_size
-    for i in range(depth):
-        stride = 2 if i in downsample_at and size > 4 else 1
-        if stride == 2:
-            if i > 0:
-                width = min(width * 2, max_channels)
-            size = (size + 1) // 2
-        schedule.append((width, stride))
-    return schedule
-
-
-def cover_kernel(depth: int, image_size: int = 28) -> int:
-    """The smallest odd first-block kernel with which one unit of the last block sees every pixel of the image.
-
-    Blocks 1.. keep their 3x3 kernels and the strides of :func:`cnn_schedule`, so map sizes and
-    channels are those of the 3x3 net; only the first block, with one input channel, grows: the extra
-    weights are (k^2 - 9) x its channels. A field as wide as the image is not enough: its units sit
-    ``stride`` px apart, so the one nearest the centre can miss an edge row (depth 4 at 28 px: 31 px wide).
-    """
-    strides = [stride for _, stride in cnn_schedule(depth, 1, 1, image_size)]
-    side = image_size
-    for stride in strides:
-        side = (side + 1) // 2 if stride == 2 else side  # the last map's side (odd kernels, "same" padding)
-    kernel = 3
-    while True:
-        # (size, spacing, padding) of the last block's field, as replearn.recording.receptive_field composes it
-        size, spacing, pad = kernel, strides[0], kernel // 2
-        for stride in strides[1:]:
-            size, pad, spacing = size + 2 * spacing, pad + spacing, spacing * stride
-        if any(y * spacing - pad <= 0 and y * spacing - pad + size >= image_size for y in range(side)):
-            return kernel
-        kernel += 2
 
 
 class CNN(LayeredModel):

@@ -139,3 +139,25 @@ def test_units_are_capped_at_the_widest_layer():
     # units=10**9 shows every unit of a 64-wide MLP, as the page does: no refusal, no absurd estimate.
     est = guards.visualize_estimate(opts(units=10**9), MLP, test_images=100, classes=10, hidden_layers=2)
     assert est.panels == 64 and est.actmax_rows == 3 * 10 * 9 + 2 * 64 * 3
+
+
+@pytest.mark.parametrize("model_cfg", [
+    {"name": "mlp", "depth": 3, "width": 32},
+    {"name": "cnn", "depth": 1, "channels": 4, "max_channels": 8, "norm": "batchnorm"},
+    {"name": "cnn", "depth": 4, "channels": 4, "max_channels": 8, "norm": "batchnorm", "head": "flatten"},
+    {"name": "cnn", "depth": 3, "channels": 4, "max_channels": 8, "reach": "cover", "norm": "none"},
+    {"name": "cnn", "depth": 6, "channels": 4, "max_channels": 16, "norm": "batchnorm", "head": "flatten",
+     "reach": "cover"},
+], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_size_and_flop_estimates_match_the_built_model(model_cfg):
+    """The estimates read the (composed, so complete) config before torch loads; torch's own count of the built
+    model is the oracle."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from replearn.models import build_model, count_parameters
+
+    model = build_model(**model_cfg).eval()
+    assert guards.estimate(model_cfg).params == count_parameters(model)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, *model.input_shape))
+    assert guards.forward_flops(model_cfg) == counter.get_total_flops()
