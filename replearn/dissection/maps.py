@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.func import jvp, vmap
 
+from replearn.dissection.ink_maps import InkMaps
 from replearn.dissection.registration import Geometry, layer_geometry
 from replearn.errors import ReplearnError
 from replearn.models import MLPBlock
@@ -122,11 +123,11 @@ def _first_block_tangents(block: nn.Module, x: torch.Tensor, ink: torch.Tensor, 
 
 
 def _mlp_grad_maps(model: nn.Module, layers: list[str], images: torch.Tensor, normalize, std: float,
-                   pixels_kept: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                   pixels_kept: torch.Tensor | None = None, sparse: bool = False) -> dict:
     """gradient x input maps (B, U, H, W) for MLP blocks / head, by a forward-mode chain through the stack.
 
     With ``pixels_kept`` (bool (H, W)) only those pixels are computed (the rest are 0): the cost is
-    proportional to the ink pixels kept.
+    proportional to the ink pixels kept. ``sparse``: :class:`InkMaps` instead of dense tensors.
     """
     b = images.shape[0]
     _, h, w = model.input_shape
@@ -142,16 +143,21 @@ def _mlp_grad_maps(model: nn.Module, layers: list[str], images: torch.Tensor, no
         tangents = torch.zeros(order.shape[1], b, x.shape[1])
         tangents.scatter_(2, order.t().unsqueeze(2), ink.t().unsqueeze(2))  # (Q, B, P)
         h_cur, t_cur, done = x, tangents, []
+    def maps(tangents: torch.Tensor):  # (Q, B, U) -> the maps
+        if sparse:
+            return InkMaps((tangents.permute(1, 2, 0) * valid[:, None, :]).contiguous(), order, valid, (h, w))
+        return _scatter_maps(tangents, order, valid, h * w).unflatten(2, (h, w))
+
     for name in done:
         if name in wanted:
-            out[name] = _scatter_maps(t_cur, order, valid, h * w).unflatten(2, (h, w))
+            out[name] = maps(t_cur)
     for name, module in steps:
         if len(out) == len(wanted):
             break
         t_cur = vmap(lambda t, m=module, hc=h_cur: jvp(m, (hc,), (t,))[1])(t_cur)
         h_cur = module(h_cur)
         if name in wanted:
-            out[name] = _scatter_maps(t_cur, order, valid, h * w).unflatten(2, (h, w))
+            out[name] = maps(t_cur)
     return out
 
 
@@ -170,10 +176,11 @@ def _reverse_grad_maps(model: nn.Module, layer: str, images: torch.Tensor, norma
 
 def grad_x_input_maps(model: nn.Module, layers: list[str], images: torch.Tensor,
                       normalize: Callable | None, std: float = 1.0,
-                      pixels_kept: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                      pixels_kept: torch.Tensor | None = None, sparse: bool = False) -> dict:
     """{layer: (B, U, H, W)} gradient x (input - black) maps of ``images`` (uint8 (B, C, H, W)) for vector layers.
 
-    ``pixels_kept`` (bool (H, W)) lets the MLP path skip the other pixels (left 0).
+    ``pixels_kept`` (bool (H, W)) lets the MLP path skip the other pixels (left 0); ``sparse``: the MLP path
+    returns :class:`~replearn.dissection.ink_maps.InkMaps` (the maps on the ink pixels only).
     """
     model.eval()
     if _is_mlp_stack(model):
@@ -181,7 +188,7 @@ def grad_x_input_maps(model: nn.Module, layers: list[str], images: torch.Tensor,
             # torch's first forward-mode product loads its jvp decompositions through torch.jit.script, which
             # warns that torch.jit is deprecated: torch's own doing, not something a user can act on.
             warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
-            return _mlp_grad_maps(model, layers, images.cpu(), normalize, std, pixels_kept)
+            return _mlp_grad_maps(model, layers, images.cpu(), normalize, std, pixels_kept, sparse)
     return {name: _reverse_grad_maps(model, name, images, normalize, std).detach() for name in layers}
 
 
@@ -225,7 +232,8 @@ class MapSource:
 
     def chunks(self, limit: int | None = None, pixels_kept: torch.Tensor | None = None
                ) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
-        """(start, stop, {layer: (B, U, h, w) maps}) over the first ``limit`` images (all by default).
+        """(start, stop, {layer: (B, U, h, w) maps}) over the first ``limit`` images (all by default); computed
+        gradient maps come as :class:`~replearn.dissection.ink_maps.InkMaps`.
 
         Activation layers come in ``batch_size`` chunks, computed gradient layers in chunks of 100
         (their maps are U x H x W per image); a gradient layer is absent past its ``grad_images``.
@@ -238,7 +246,7 @@ class MapSource:
             for g_start in range(start, g_stop, 100) if self.grad_layers else ():
                 g_end = min(g_start + 100, g_stop)
                 yield g_start, g_end, grad_x_input_maps(self.model, self.grad_layers, self.images[g_start:g_end],
-                                                        self.normalize, self.std, pixels_kept)
+                                                        self.normalize, self.std, pixels_kept, sparse=True)
             stored = {name: acts[start:stop] for name, acts in self.acts.items()}
             stored.update({name: g[start:min(stop, len(g))] for name, g in self.stored_grads.items() if start < len(g)})
             if stored:

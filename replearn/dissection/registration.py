@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from replearn.dissection.ink_maps import InkMaps
 from replearn.errors import ReplearnError
 from replearn.recording.receptive_field import unit_centres
 
@@ -225,14 +226,16 @@ def pool(images: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     return rows @ images.float() @ cols.T
 
 
-def sampled(maps: torch.Tensor, geometry: Geometry, size: tuple[int, int]) -> torch.Tensor:
+def sampled(maps: torch.Tensor | InkMaps, geometry: Geometry, size: tuple[int, int]) -> torch.Tensor:
     """(B, U, h, w) -> (U, B * n): the upsampled maps on the pixels of :func:`sample_grid`.
 
     The thresholds are quantiles of the upsampled maps; a subsampled grid estimates them at a ninth
     of the cost (neighbouring upsampled pixels are strongly correlated anyway).
     """
     s = SAMPLE_STRIDE
-    if geometry.is_identity(size):
+    if isinstance(maps, InkMaps):  # gradient maps: full resolution, stored on the ink
+        grid = maps.at(torch.arange(0, size[0], s), torch.arange(0, size[1], s)).float()
+    elif geometry.is_identity(size):
         grid = maps[..., ::s, ::s].float()
     else:
         grid = interpolate(maps, geometry, size, torch.arange(0, size[0], s), torch.arange(0, size[1], s))

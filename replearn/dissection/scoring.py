@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from replearn.dissection.ink_maps import InkMaps
 from replearn.dissection.registration import Geometry, tiles
 
 
@@ -49,7 +50,7 @@ def _either_neighbour(hot: torch.Tensor, dim: int) -> torch.Tensor:
     return hot if n == 1 else hot.narrow(dim, 0, n - 1) | hot.narrow(dim, 1, n - 1)
 
 
-def on_pixels(maps: torch.Tensor, thresholds: torch.Tensor, geometry: Geometry, size: tuple[int, int]
+def on_pixels(maps: torch.Tensor | InkMaps, thresholds: torch.Tensor, geometry: Geometry, size: tuple[int, int]
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The pixels where the upsampled maps (B, U, h, w) reach their unit's threshold (U,), as (unit, image, pixel)
     index vectors; exactly the pixels of ``interpolate(maps) >= thresholds``, without upsampling whole maps.
@@ -57,6 +58,8 @@ def on_pixels(maps: torch.Tensor, thresholds: torch.Tensor, geometry: Geometry, 
     Only the tiles (:func:`~replearn.dissection.registration.tiles`) with a cell near or above the threshold
     are evaluated: on pixels are the top half percent, so that is a small fraction of the image.
     """
+    if isinstance(maps, InkMaps):  # gradient maps, full resolution
+        return maps.on_pixels(thresholds)
     b, u = maps.shape[:2]
     limit = thresholds.float()[None, :, None, None]
     if geometry.is_identity(size):
@@ -96,7 +99,7 @@ def on_pixels(maps: torch.Tensor, thresholds: torch.Tensor, geometry: Geometry, 
     return unit, image, pixels
 
 
-def accumulate(maps: torch.Tensor, thresholds: torch.Tensor, pattern_ids: torch.Tensor, n_patterns: int,
+def accumulate(maps: torch.Tensor | InkMaps, thresholds: torch.Tensor, pattern_ids: torch.Tensor, n_patterns: int,
                geometry: Geometry, size: tuple[int, int], counts: torch.Tensor, unit_area: torch.Tensor
                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Add one chunk's on pixels to ``counts`` (U, n_patterns) (per unit, per concept pattern) and ``unit_area`` (U,).
@@ -105,7 +108,7 @@ def accumulate(maps: torch.Tensor, thresholds: torch.Tensor, pattern_ids: torch.
     intersections with the concepts are ``counts @ bits``. Returns the peaks (B, U) and the on pixels as
     (unit, image in the chunk, pixel) index vectors.
     """
-    peak = maps.flatten(2).amax(2)  # (B, U)
+    peak = maps.peaks() if isinstance(maps, InkMaps) else maps.flatten(2).amax(2)  # (B, U)
     units, images, pixels = on_pixels(maps, thresholds, geometry, size)
     if len(units):
         key = units * n_patterns + pattern_ids.reshape(-1).take(images * pattern_ids.shape[1] + pixels).long()
