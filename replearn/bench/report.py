@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from replearn.bench.machine import describe_load, load_average, matmul_gflops
 from replearn.errors import ReplearnError
 
-SUITES = ("train", "viz", "analysis", "dissection", "threads", "loggers", "gpu", "peers")
+SUITES = ("train", "viz", "analysis", "dissection", "page", "threads", "loggers", "gpu", "peers")
 
 
 def cpu_name() -> str:

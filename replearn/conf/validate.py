@@ -139,7 +139,7 @@ def _validate_shapes(data: DictConfig) -> None:
 def validate_bench(cfg: DictConfig) -> None:
     """The train checks plus the benchmark's own keys."""
     validate_train(cfg)
-    _choice(cfg, "suite", ("train", "viz", "analysis", "dissection", "threads", "loggers", "gpu", "peers"))
+    _choice(cfg, "suite", ("train", "viz", "analysis", "dissection", "page", "threads", "loggers", "gpu", "peers"))
     _at_least(cfg, "repeats", 1)
     _at_least(cfg, "baseline_batch_size", 1)
 

@@ -14,7 +14,14 @@ import torch
 from torch import nn
 
 from replearn.errors import ReplearnError
-from replearn.recording.hooks import check_images, forward_until, model_device, prepare_batch, resolve_layers
+from replearn.recording.hooks import (
+    check_images,
+    forward_until,
+    model_device,
+    prepare_batch,
+    record_activations,
+    resolve_layers,
+)
 from replearn.recording.receptive_field import receptive_field_box, receptive_fields
 
 
@@ -107,6 +114,41 @@ def top_k_for_layer(
     finally:
         model.train(was_training)
     return TopK(values, indices, positions)
+
+
+def top_k_for_layers(
+    model: nn.Module,
+    layers: Sequence[str],
+    images: torch.Tensor,
+    k: int = 9,
+    normalize: Callable | None = None,
+    batch_size: int = 1000,
+    device: torch.device | str | None = None,
+) -> dict[str, TopK]:
+    """:func:`top_k_for_layer` for every unit of several ``layers`` in one pass over ``images`` (the same results):
+    one forward per batch instead of one per layer and batch."""
+    names = resolve_layers(model, layers)
+    check_images(images)
+    _check_k(k, images.shape[0])
+    if batch_size < 1:
+        raise ReplearnError(f"batch_size={batch_size} is invalid; use a positive number")
+    device = torch.device(device) if device is not None else model_device(model)
+    merged: dict[str, tuple] = {name: (None, None, None) for name in names}
+    was_training = model.training
+    model.eval()
+    try:
+        with record_activations(model, names) as acts:
+            for start in range(0, images.shape[0], batch_size):
+                stop = min(start + batch_size, images.shape[0])
+                with torch.inference_mode():
+                    model(prepare_batch(images[start:stop], normalize, device))
+                for name in names:
+                    scores, pos = _unit_scores(acts[name].float().cpu())
+                    idx = torch.arange(start, stop).expand_as(scores)
+                    merged[name] = _merge(*merged[name], scores, idx, pos, k)
+    finally:
+        model.train(was_training)
+    return {name: TopK(*merged[name]) for name in names}
 
 
 def _check_units(units, n_units: int, layer: str) -> torch.Tensor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from replearn.actmax.choice import PriorChoice
 from replearn.errors import ReplearnError
-from replearn.recording.topk import TopK, top_k_for_layer
+from replearn.recording.topk import TopK, top_k_for_layers
 from replearn.visualize.actmax_section import actmax_caption
 from replearn.visualize.page import PageFigure, PageSection
 from replearn.visualize.reuse import layer_actmax
@@ -88,6 +88,7 @@ class PageInputs:
     feats: dict[str, torch.Tensor]  # each layer's activations on those inputs
     prior: PriorChoice
     dissected: dict  # {layer: LayerDissection} when the page dissects, else empty
+    top: dict[str, TopK] = field(default_factory=dict)  # each shown layer's top-k test images, filled in one pass
 
 
 @dataclass
@@ -119,14 +120,15 @@ def _choose_units(page: PageInputs, layer: str, act: torch.Tensor) -> _Units:
     is_head = layer == "head"
     kind = "channel" if act.dim() == 4 else ("class logit" if is_head else "unit")
     k = min(opts.k, len(images))
+    if not page.top:  # one forward pass over the test split for every layer, not one per layer
+        page.top.update(top_k_for_layers(page.model, list(page.feats), images, k=k, normalize=page.splits.normalize))
     if is_head:
         units = list(range(n_units))
-        top = top_k_for_layer(page.model, layer, images, k=k, normalize=page.splits.normalize, units=units)
+        top = page.top[layer]
         heading, shown = "head (class logits)", f"grids show all {n_units} class logits"
     else:
         # Units by index are mostly silent in late layers: rank by response on the whole test split.
-        every = top_k_for_layer(page.model, layer, images, k=k, normalize=page.splits.normalize)
-        units, top = most_responsive(every, opts.units)
+        units, top = most_responsive(page.top[layer], opts.units)
         heading = f"{layer} (hidden layer {hidden.index(layer) + 1} of {len(hidden)})"
         shown = (f"grids show the {len(units)} most responsive {kind}s (highest mean of their top-{k} "
                  f"activations on the {len(images)} test images), strongest first: {', '.join(map(str, units))}")

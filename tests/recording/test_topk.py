@@ -7,7 +7,7 @@ from replearn.errors import ReplearnError
 from replearn.models import CNN, MLP
 from replearn.recording.hooks import capture_activations
 from replearn.recording.receptive_field import receptive_field_box, receptive_fields
-from replearn.recording.topk import crop_receptive_fields, top_k_examples, top_k_for_layer
+from replearn.recording.topk import crop_receptive_fields, top_k_examples, top_k_for_layer, top_k_for_layers
 
 
 def _brute_force(acts: torch.Tensor, k: int):
@@ -101,3 +101,16 @@ def test_vector_layers_give_whole_images_and_bad_k_is_rejected():
         top_k_for_layer(model, "blocks.0", images, k=7)
     with pytest.raises(ReplearnError, match="units"):
         top_k_for_layer(model, "blocks.0", images, k=2, units=[4])
+
+
+@pytest.mark.parametrize("model", [CNN(depth=3, channels=4, max_channels=8), MLP(depth=3, width=16)],
+                         ids=["cnn", "mlp"])
+def test_one_pass_over_every_layer_equals_one_pass_per_layer(model):
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (700, 1, 28, 28), dtype=torch.uint8)
+    every = top_k_for_layers(model, model.layer_names(), images, k=5, batch_size=300)
+    for layer in model.layer_names():
+        alone = top_k_for_layer(model, layer, images, k=5, batch_size=300)
+        assert torch.equal(every[layer].values, alone.values) and torch.equal(every[layer].indices, alone.indices)
+        assert (alone.positions is None and every[layer].positions is None) or torch.equal(every[layer].positions,
+                                                                                         alone.positions)
