@@ -15,7 +15,9 @@ the target assumes them warm (a fresh machine builds them once, on its first pag
 from __future__ import annotations
 
 import functools
+import importlib
 import os
+import pkgutil
 import shutil
 import statistics
 import subprocess
@@ -33,7 +35,11 @@ SECOND_PAGE_TARGET_SECONDS = 5.0  # plus drawing
 DATASET_CACHES = ("concepts", "actmax_priors", "recognizability_stats", "reference_classifiers", "shapes")
 DRAWING_LINE = "replearn-bench page drawing seconds:"
 TRAIN = "from replearn.cli.commands import train_command; train_command()"
-PAGE = "from replearn.bench.page import timed_page; timed_page()"
+# replearn-visualize with its drawing timed, in a process of its own (as controls.TRAIN_COMMAND runs a training):
+# the line is printed at exit, also when Hydra ends the process with sys.exit.
+PAGE = ("import atexit\nfrom replearn.bench.page import install_drawing_timers, report_drawing\n"
+        "atexit.register(report_drawing, install_drawing_timers())\n"
+        "from replearn.cli.commands import visualize_command\nvisualize_command()")
 
 
 def _timed(fn, spent: dict):
@@ -56,13 +62,10 @@ def _timed(fn, spent: dict):
 def install_drawing_timers() -> dict:
     """Time every figure call of a page: ``Figure.savefig`` and each ``plot_*`` function of replearn.viz, where the
     page's modules imported it too. Returns the counter ``{"drawing": seconds, ...}``."""
-    import importlib
-    import pkgutil
+    import matplotlib.figure  # lazy: matplotlib and the page's modules (torch) load in the page's own process only
 
-    import matplotlib.figure
-
-    import replearn.visualize
-    import replearn.viz
+    import replearn.visualize  # lazy: as matplotlib
+    import replearn.viz  # lazy: as matplotlib
 
     spent = {"drawing": 0.0, "depth": 0}
     matplotlib.figure.Figure.savefig = _timed(matplotlib.figure.Figure.savefig, spent)
@@ -76,15 +79,9 @@ def install_drawing_timers() -> dict:
     return spent
 
 
-def timed_page() -> None:
-    """``replearn-visualize`` with its drawing timed; prints the drawing's seconds on its last line."""
-    from replearn.cli.commands import visualize_command
-
-    spent = install_drawing_timers()
-    try:
-        visualize_command()
-    finally:
-        print(f"{DRAWING_LINE} {spent['drawing']:.3f}", flush=True)
+def report_drawing(spent: dict) -> None:
+    """Print the drawing's seconds (the last line of a timed page, read back by :func:`drawing_seconds`)."""
+    print(f"{DRAWING_LINE} {spent['drawing']:.3f}", flush=True)
 
 
 def _command(code: str, overrides: list[str], env: dict) -> tuple[float, str]:
@@ -99,7 +96,7 @@ def _command(code: str, overrides: list[str], env: dict) -> tuple[float, str]:
 
 
 def drawing_seconds(output: str) -> float:
-    """The drawing time :func:`timed_page` printed."""
+    """The drawing time a timed page printed (:func:`report_drawing`)."""
     for line in reversed(output.splitlines()):
         if line.startswith(DRAWING_LINE):
             return float(line[len(DRAWING_LINE):])
