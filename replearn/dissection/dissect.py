@@ -92,10 +92,10 @@ def _check_inputs(source, masks: torch.Tensor, labels) -> None:
         raise ReplearnError(f"{len(labels)} labels for {len(source.images)} dissected images; pass one label per image")
 
 
-def _score_maps(source, masks: torch.Tensor, patterns, layers: list[str], settings: DissectionSettings, keep: bool,
+def _score_maps(source, patterns, size: tuple[int, int], layers: list[str], settings: DissectionSettings, keep: bool,
                 bar) -> dict:
-    """The two passes over the maps: thresholds, then pattern counts, areas, peaks and (``keep``) the on pixels."""
-    size = tuple(masks.shape[2:])
+    """The two passes over the maps of images of ``size``: thresholds, then pattern counts, areas, peaks and
+    (``keep``) the on pixels."""
     q_images = min(settings.quantile_images, len(source.images))
     # Pass 1: per-unit thresholds at the top quantile of the upsampled maps of the first quantile_images
     # images (upsampled, not native: MNIST responses saturate, so a native threshold sits at the peak).
@@ -142,7 +142,7 @@ def dissect_layers(source, concept_masks, settings: DissectionSettings | None = 
     bar = progress_bar(desc="dissection", enabled=progress, leave=False, unit="chunk")
     null = settings.null_permutations > 0
     patterns = concept_patterns(masks)
-    state = _score_maps(source, masks, patterns, map_layers, settings, null, bar) if map_layers else {}
+    state = _score_maps(source, patterns, tuple(masks.shape[2:]), map_layers, settings, null, bar) if map_layers else {}
     bar.close()
 
     references = {}  # once per distinct geometry

@@ -79,18 +79,6 @@ def _is_mlp_stack(model: nn.Module) -> bool:
     return hasattr(model, "blocks") and not any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
-def _scatter_maps(jac: torch.Tensor, order: torch.Tensor, valid: torch.Tensor, size: int) -> torch.Tensor:
-    """(Q, B, U) directional derivatives -> (B, U, P) maps (0 off-ink), a view of a (B, P, U) tensor.
-
-    ``order`` holds distinct pixels per image, so each is written once: rows of U values copied into
-    place, about 1.5x faster than a scatter along the pixel axis.
-    """
-    q, b, u = jac.shape
-    maps = torch.zeros(b, size, u, dtype=jac.dtype)
-    maps[torch.arange(b)[:, None], order] = jac.permute(1, 0, 2) * valid[:, :, None]  # (B, Q, U) rows
-    return maps.permute(0, 2, 1)
-
-
 def _ink(images: torch.Tensor, std: float, pixels_kept: torch.Tensor | None = None
          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Ink of each image's ink pixels, ink first: (values (B, Q), pixel index (B, Q), valid (B, Q)).
@@ -143,10 +131,10 @@ def _mlp_grad_maps(model: nn.Module, layers: list[str], images: torch.Tensor, no
         tangents = torch.zeros(order.shape[1], b, x.shape[1])
         tangents.scatter_(2, order.t().unsqueeze(2), ink.t().unsqueeze(2))  # (Q, B, P)
         h_cur, t_cur, done = x, tangents, []
-    def maps(tangents: torch.Tensor):  # (Q, B, U) -> the maps
-        if sparse:
-            return InkMaps((tangents.permute(1, 2, 0) * valid[:, None, :]).contiguous(), order, valid, (h, w))
-        return _scatter_maps(tangents, order, valid, h * w).unflatten(2, (h, w))
+
+    def maps(tangents: torch.Tensor):  # (Q, B, U) directional derivatives -> the maps, 0 off the ink
+        on_ink = InkMaps((tangents.permute(1, 2, 0) * valid[:, None, :]).contiguous(), order, valid, (h, w))
+        return on_ink if sparse else on_ink.dense()
 
     for name in done:
         if name in wanted:
